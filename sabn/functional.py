@@ -1,0 +1,210 @@
+"""Functional core of the SaBN family: condition checking, the fused path and the reference path.
+
+Every conditional batch norm of the family is "batch-normalise, then apply one affine per sample
+and channel". ``sample_affine_batch_norm`` computes that in one custom autograd function that
+reuses ATen kernels for the statistics and saves no more for backward than ``nn.BatchNorm2d``
+(input, scale, mean, inverse std). ``sample_affine_batch_norm_reference`` is the plain composition
+the official code uses; the tests compare the two.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Condition = Union[int, Tensor, None]
+
+_CHECK_VALUES = True
+
+
+def set_condition_value_checks(enabled: bool) -> None:
+    """Turn the range check of condition *values* on or off (shape and dtype are always checked).
+
+    The value check reads the condition on the host, which synchronises a GPU once per layer call.
+    Switch it off only once a run is known to feed valid labels; under ``torch.compile`` it is
+    skipped anyway so that the graph does not break.
+    """
+    global _CHECK_VALUES
+    _CHECK_VALUES = bool(enabled)
+
+
+def _is_compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def resolve_condition(
+    layer: str, condition: Condition, num_conditions: int, batch_size: int, per_sample: bool
+) -> Union[int, Tensor]:
+    """Validate ``condition`` and return an ``int`` (whole batch) or a LongTensor of shape [N].
+
+    Accepts a Python int, a 0-d or 1-element integer tensor (one condition for the whole batch) or
+    an integer tensor of shape [N] (one per sample; only where ``per_sample`` is true, otherwise it
+    must hold one repeated value). Anything else raises a ``ValueError`` naming the layer and K.
+    """
+    k = num_conditions
+    if condition is None:
+        if k == 1:
+            return 0
+        raise ValueError(f"{layer}: needs a condition in [0, {k}) but got None; pass it as layer(x, condition)")
+    if isinstance(condition, bool) or not isinstance(condition, (int, Tensor)):
+        raise ValueError(
+            f"{layer}: condition must be an int or an integer tensor, got {type(condition).__name__}"
+        )
+    if isinstance(condition, int):
+        if not 0 <= condition < k:
+            raise ValueError(f"{layer}: condition {condition} is outside [0, {k}) (K={k})")
+        return condition
+    if condition.dtype.is_floating_point or condition.dtype.is_complex or condition.dtype == torch.bool:
+        raise ValueError(
+            f"{layer}: condition must be an integer tensor (torch.long), got dtype {condition.dtype}; "
+            "class labels are usually converted with .long()"
+        )
+    if condition.dim() > 1 or (condition.dim() == 1 and condition.numel() not in (1, batch_size)):
+        raise ValueError(
+            f"{layer}: condition has shape {tuple(condition.shape)}; expected a scalar, shape [1] or "
+            f"shape [N] with N = batch size {batch_size} (K={k})"
+        )
+    compiling = _is_compiling()
+    if _CHECK_VALUES and not compiling and condition.numel() > 0 and condition.device.type != "meta":
+        lo, hi = int(condition.min()), int(condition.max())
+        if lo < 0 or hi >= k:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{layer}: condition value {bad} is outside [0, {k}) (K={k})")
+    if condition.dim() == 0 or condition.numel() == 1:
+        symbolic = compiling or condition.device.type == "meta"
+        return condition.reshape(()) if symbolic else int(condition.reshape(()))
+    if not per_sample:
+        if compiling:
+            return condition[0]
+        if bool((condition != condition[0]).any()):
+            raise ValueError(
+                f"{layer}: keeps separate statistics per condition, so the whole batch needs one "
+                f"condition, but got several values in {condition.tolist()[:8]}... (K={k}); "
+                "split the batch by condition and call the layer once per part"
+            )
+        return int(condition[0])
+    return condition.long()
+
+
+def _stats_dtype(x: Tensor) -> torch.dtype:
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _as_4d(x: Tensor) -> Tensor:
+    if x.dim() == 4:
+        return x
+    if x.dim() < 2:
+        raise ValueError(f"expected an input of shape (N, C, ...), got {tuple(x.shape)}")
+    return x.reshape(x.shape[0], x.shape[1], -1, 1)
+
+
+class _SampleAffineBatchNorm(torch.autograd.Function):
+    """y = scale[n, c] * (x - mean_c) * invstd_c + shift[n, c], with BN statistics over (N, H, W)."""
+
+    @staticmethod
+    def forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps):
+        shape, out_dtype = x.shape, x.dtype
+        x4 = _as_4d(x).to(_stats_dtype(x))
+        if use_batch_stats:
+            # ATen's Welford kernel; also updates the running statistics in place.
+            mean, var = torch.batch_norm_update_stats(x4, running_mean, running_var, momentum)
+        else:
+            mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
+        invstd = torch.rsqrt(var + eps)
+        s = scale.to(x4.dtype) * invstd
+        t = shift.to(x4.dtype) - s * mean
+        y = torch.addcmul(t[:, :, None, None], x4, s[:, :, None, None])
+        ctx.save_for_backward(x, scale, mean, invstd)
+        ctx.use_batch_stats = use_batch_stats
+        return y.to(out_dtype).reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, scale, mean, invstd = ctx.saved_tensors
+        x4 = _as_4d(x).to(_stats_dtype(x))
+        n, c = x4.shape[:2]
+        fmt = torch.channels_last if (x4.dim() == 4 and not x4.is_contiguous() and
+                                      x4.is_contiguous(memory_format=torch.channels_last)) \
+            else torch.contiguous_format
+        g = _as_4d(grad_out).to(x4.dtype).contiguous(memory_format=fmt)
+        x4 = x4.contiguous(memory_format=fmt)
+        if fmt == torch.contiguous_format and g.is_contiguous():
+            # Per-(sample, channel) sums in one pass: BN's own backward reduction on the
+            # (1, N*C, H, W) view, with mean 0 and invstd 1, gives sum(g * x) and sum(g).
+            zero = x4.new_zeros(n * c)
+            one = x4.new_ones(n * c)
+            _, sgx, sg = torch.ops.aten.native_batch_norm_backward(
+                g.view(1, n * c, *g.shape[2:]), x4.view(1, n * c, *x4.shape[2:]), None, None, None,
+                zero, one, True, 0.0, [False, True, True])
+            sgx, sg = sgx.view(n, c), sg.view(n, c)
+        else:
+            sg = g.sum((2, 3))
+            sgx = (g * x4).sum((2, 3))
+        scale32 = scale.to(x4.dtype)
+        grad_scale = invstd * (sgx - mean * sg)  # sum over (h, w) of g * x_hat
+        grad_shift = sg
+        a = scale32 * invstd  # d y / d x at fixed statistics, per (n, c)
+        if ctx.use_batch_stats:
+            count = x4.numel() // c
+            mean_gxhat_dir = (scale32 * grad_shift).sum(0) / count     # mean of g' = g * scale
+            mean_gxhat = (scale32 * grad_scale).sum(0) / count         # mean of g' * x_hat
+            b = -invstd * invstd * mean_gxhat
+            d = -invstd * mean_gxhat_dir - b * mean
+            grad_x = torch.addcmul(d[None, :, None, None], x4, b[None, :, None, None])
+            grad_x.addcmul_(g, a[:, :, None, None])
+        else:
+            grad_x = g * a[:, :, None, None]
+        grad_x = grad_x.to(x.dtype).reshape(x.shape)
+        return (grad_x, grad_scale.to(scale.dtype), grad_shift.to(scale.dtype),
+                None, None, None, None, None)
+
+
+def sample_affine_batch_norm(
+    x: Tensor,
+    scale: Tensor,
+    shift: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    use_batch_stats: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Fused batch norm followed by a per-(sample, channel) affine ``scale``/``shift`` of shape (N, C).
+
+    ``use_batch_stats`` as in ``F.batch_norm``'s ``training``; when true and running buffers are
+    given they are updated in place with ``momentum``.
+    """
+    if not use_batch_stats and running_mean is None:
+        raise ValueError("sample_affine_batch_norm: evaluation without running statistics is undefined")
+    return _SampleAffineBatchNorm.apply(x, scale, shift, running_mean, running_var,
+                                        use_batch_stats, momentum, eps)
+
+
+def sample_affine_batch_norm_reference(
+    x: Tensor,
+    scale: Tensor,
+    shift: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    use_batch_stats: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """The plain composition (non-affine BN, then a broadcast affine); the numerical reference."""
+    x_hat = F.batch_norm(x, running_mean, running_var, None, None, use_batch_stats, momentum, eps)
+    view = (scale.shape[0], scale.shape[1]) + (1,) * (x.dim() - 2)
+    return torch.addcmul(shift.reshape(view).to(x_hat.dtype), x_hat, scale.reshape(view).to(x_hat.dtype))
+
+
+def instance_stats(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """Per-(sample, channel) mean and std over the spatial dims, as pytorch-AdaIN computes them
+    (unbiased variance plus ``eps`` under the square root), in float32 for low-precision inputs."""
+    if x.dim() < 3:
+        raise ValueError(f"instance statistics need an input of shape (N, C, H, W), got {tuple(x.shape)}")
+    flat = x.reshape(x.shape[0], x.shape[1], -1).to(_stats_dtype(x))
+    if flat.shape[-1] < 2:
+        raise ValueError(f"instance statistics need at least 2 spatial positions, got shape {tuple(x.shape)}")
+    var, mean = torch.var_mean(flat, dim=-1, correction=1)
+    return mean, torch.sqrt(var + eps)
