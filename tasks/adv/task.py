@@ -1,0 +1,182 @@
+"""Adversarial training (PGD-7, half clean + half adversarial loss) with BN / AuxBN / SaAuxBN."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import torch
+import torch.nn.functional as F
+
+from sabn import norm_layer
+
+from ..common.data import TensorBatches, load_dataset, random_crop_flip
+from ..common.distributed import unwrap, wrap_ddp
+from ..common.task import RunContext, Task, TaskState
+from .attacks import check_eps, pgd
+from .preact_resnet import PreActResNet
+
+NORMS = ("bn", "auxbn", "saauxbn")
+
+
+@dataclass
+class AttackConfig:
+    eps: float = 8 / 255
+    step_size: float = 2 / 255
+    steps: int = 7
+    random_start: bool = True
+
+
+@dataclass
+class AdvTaskConfig:
+    name: str = "adv"
+    blocks: List[int] = field(default_factory=lambda: [2, 2, 2, 2])   # PreAct-ResNet-18
+    width: int = 64
+    epochs: int = 200                 # sets trainer.steps = epochs * batches per epoch when > 0
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: List[int] = field(default_factory=lambda: [50, 150])   # epochs, lr x0.1 at each
+    warmup_iters: int = 200           # epoch 0: lr = min(lr, 0.01 + it * (lr - 0.01) / warmup_iters)
+    val_size: int = 5000              # 45k/5k split of CIFAR-10 train
+    split_seed: int = 10
+    train_attack: AttackConfig = field(default_factory=AttackConfig)
+    eval_steps: List[int] = field(default_factory=lambda: [10, 20])
+    eval_batch_size: int = 256
+    val_examples: int = 1000          # val images used for the per-evaluation PGD-10 check
+    test_examples: int = 10000        # test images for the final SA / PGD table
+    eval_seed: int = 0
+
+
+class AdvTask(Task):
+    name = "adv"
+    schema = AdvTaskConfig
+    score_key = "val/adv/pgd10"
+    score_mode = "max"
+
+    def build(self, ctx: RunContext) -> TaskState:
+        cfg, t = ctx.cfg, ctx.cfg.task
+        if cfg.norm.name not in NORMS:
+            raise ValueError(f"task adv takes norm in {NORMS}, got '{cfg.norm.name}'")
+        check_eps(t.train_attack.eps), check_eps(t.train_attack.step_size, "step_size")
+        make_norm = norm_layer(cfg.norm.name, num_conditions=2, **cfg.norm.options)
+        model = ctx.prepare(PreActResNet(make_norm, tuple(t.blocks), t.width, num_classes=10))
+        train = load_dataset(cfg.data.name, "train", cfg.data.root)
+        test = load_dataset(cfg.data.name, "test", cfg.data.root)
+        if len(train.classes) != 10:
+            raise ValueError(f"task adv expects 10 classes, data set '{cfg.data.name}' has {len(train.classes)}")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.split_seed))
+        val_idx, train_idx = order[:t.val_size], order[t.val_size:]
+        if cfg.data.train_subset:
+            train_idx = train_idx[:cfg.data.train_subset]
+        test_n = min(cfg.data.test_subset or t.test_examples, len(test))
+        # Subsets are the first n of a fixed permutation: folder-tree copies are sorted by class.
+        test_idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:test_n]
+        batches = TensorBatches((train.images[train_idx], train.labels[train_idx]), t.batch_size,
+                                seed=cfg.trainer.seed, rank=ctx.dist.rank, world_size=ctx.dist.world_size)
+        optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        state = TaskState(modules={"model": model}, optimizers={"model": optimizer},
+                          iterators={"train": batches})
+        state.runtime["data"] = {"val": (train.images[val_idx][:t.val_examples], train.labels[val_idx][:t.val_examples]),
+                      "test": (test.images[test_idx], test.labels[test_idx])}
+        state.runtime["forward"] = ctx.compiled(wrap_ddp(model, ctx.dist, ctx.device))
+        return state
+
+    def total_steps(self, ctx: RunContext, state: TaskState) -> int:
+        t = ctx.cfg.task
+        return t.epochs * state.iterators["train"].batches_per_epoch if t.epochs > 0 else ctx.cfg.trainer.steps
+
+    def learning_rate(self, ctx: RunContext, state: TaskState, step: int) -> float:
+        """Warm-up over the first iterations of epoch 0, then x0.1 at each milestone epoch."""
+        t = ctx.cfg.task
+        epoch = step // state.iterators["train"].batches_per_epoch
+        lr = t.lr * 0.1 ** sum(epoch >= m for m in t.milestones)
+        if epoch == 0 and step < t.warmup_iters:
+            lr = min(lr, 0.01 + step * (t.lr - 0.01) / t.warmup_iters)
+        return lr
+
+    def _inputs(self, ctx: RunContext, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(ctx.device, non_blocking=True).float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+
+    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
+        t, model = ctx.cfg.task, state.runtime["forward"]
+        images, labels = next(state.iterators["train"])
+        # A generator per (seed, rank, step): augmentation does not depend on where a run resumed.
+        augment = torch.Generator().manual_seed((ctx.cfg.trainer.seed * 7919 + ctx.dist.rank) * 10**7 + step)
+        x = self._inputs(ctx, random_crop_flip(images, 4, augment))
+        y = labels.to(ctx.device)
+        lr = self.learning_rate(ctx, state, step)
+        for group in state.optimizers["model"].param_groups:
+            group["lr"] = lr
+        unwrap(model).train()
+        a = t.train_attack
+        with ctx.autocast():
+            # PGD against the adversarial branch in train mode (updates that branch's statistics).
+            x_adv = pgd(model, x, y, a.eps, a.step_size, a.steps, branch=1, random_start=a.random_start)
+            logits_clean = model(x, 0)
+            logits_adv = model(x_adv, 1)
+            loss_clean = F.cross_entropy(logits_clean.float(), y)
+            loss_adv = F.cross_entropy(logits_adv.float(), y)
+            loss = 0.5 * (loss_clean + loss_adv)
+        optimizer = state.optimizers["model"]
+        optimizer.zero_grad(set_to_none=True)
+        if ctx.scaler is not None:
+            ctx.scaler.scale(loss).backward()
+            ctx.scaler.step(optimizer)
+            ctx.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        return {"loss": loss.item(), "loss_clean": loss_clean.item(), "loss_adv": loss_adv.item(),
+                "acc_clean": (logits_clean.argmax(1) == y).float().mean().item(),
+                "acc_adv": (logits_adv.argmax(1) == y).float().mean().item(), "lr": lr}
+
+    def _accuracy(self, ctx, state, split: str, branch: int, steps: int) -> Dict[str, float]:
+        """Accuracy and mean loss of ``branch`` on clean (steps=0) or PGD-``steps`` inputs, eval mode."""
+        t, model = ctx.cfg.task, unwrap(state.runtime["forward"])
+        images, labels = state.runtime["data"][split]
+        gen = torch.Generator(device=ctx.device).manual_seed(t.eval_seed)
+        correct, loss_sum = 0, 0.0
+        model.eval()
+        for start in range(0, len(labels), t.eval_batch_size):
+            x = self._inputs(ctx, images[start:start + t.eval_batch_size])
+            y = labels[start:start + t.eval_batch_size].to(ctx.device)
+            if steps:
+                a = t.train_attack
+                x = pgd(model, x, y, a.eps, a.step_size, steps, branch=branch, random_start=True, generator=gen)
+            with torch.no_grad(), ctx.autocast():
+                logits = model(x, branch).float()
+            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        return {"acc": 100.0 * correct / len(labels), "loss": loss_sum / len(labels)}
+
+    def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
+        out: Dict[str, float] = {}
+        split = "test" if final else "val"
+        branches = {"adv": 1} if ctx.cfg.norm.name == "bn" else {"clean": 0, "adv": 1}
+        for name, branch in branches.items():
+            clean = self._accuracy(ctx, state, split, branch, 0)
+            out[f"{split}/{name}/clean"], out[f"{split}/{name}/clean_loss"] = clean["acc"], clean["loss"]
+            if name == "clean":
+                continue  # the paper reports only clean accuracy (SA) for the clean branch
+            for steps in (ctx.cfg.task.eval_steps if final else [10]):
+                robust = self._accuracy(ctx, state, split, branch, steps)
+                out[f"{split}/{name}/pgd{steps}"], out[f"{split}/{name}/pgd{steps}_loss"] = robust["acc"], robust["loss"]
+        if final:  # the selection score on val too, so 'best' is comparable across evaluations
+            out.update({k: v for k, v in self.evaluate(state, step, ctx).items() if k == self.score_key})
+        return out
+
+    def protocol(self, ctx: RunContext) -> Dict[str, Any]:
+        t = ctx.cfg.task
+        return {"threat_model": "Linf", "eps": "8/255" if abs(t.train_attack.eps - 8 / 255) < 1e-9 else str(t.train_attack.eps),
+                "step_size": t.train_attack.step_size, "eval_steps": list(t.eval_steps), "restarts": 1,
+                "random_start": True,
+                "n_test_examples": min(ctx.cfg.data.test_subset or t.test_examples, 10000),
+                "n_val_examples": min(t.val_examples, t.val_size),
+                "eval_mode": "model.eval(); attack against the evaluated branch",
+                "model": f"PreActResNet blocks={list(t.blocks)} width={t.width}",
+                "train_attack_steps": t.train_attack.steps, "split": f"45k/5k seed {t.split_seed}"}
+
+
+TASK = AdvTask()

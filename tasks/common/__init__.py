@@ -1,0 +1,1 @@
+"""Everything the four tasks share: config schemas, the training loop, checkpoints, data, results."""

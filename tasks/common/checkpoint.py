@@ -1,0 +1,77 @@
+"""Checkpoints: one file per snapshot, written atomically, loaded with ``weights_only=True``."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+FORMAT = "sabn-checkpoint-v1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: truncated, foreign, or from a different config."""
+
+
+def save_checkpoint(payload: Dict[str, Any], path: Path) -> Path:
+    """Write ``payload`` to ``path`` through a temporary file and an atomic rename.
+
+    A crash mid-write leaves the previous file intact; nothing is ever half-written at ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`; clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
+            "the file is truncated, corrupt, or not a weights-only torch checkpoint. Delete it to "
+            "start over, or point ckpt= at another file") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a sabn checkpoint (format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}, expected {FORMAT!r})")
+    return payload
+
+
+def find_resume(run_dir: Path) -> Optional[Path]:
+    """The ``last.pt`` of a run directory, if there is one."""
+    candidate = Path(run_dir) / "checkpoints" / "last.pt"
+    return candidate if candidate.is_file() else None
+
+
+def config_drift(saved: Dict[str, Any], current: Dict[str, Any], ignore=("trainer.resume",
+                 "trainer.allow_config_change", "trainer.steps", "paths", "logger")) -> list:
+    """Dotted keys whose values differ between two resolved configs (ignoring run-control keys)."""
+    diffs = []
+
+    def walk(a, b, prefix):
+        if any(prefix == i or prefix.startswith(i + ".") for i in ignore):
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                walk(a.get(key, "<missing>"), b.get(key, "<missing>"), f"{prefix}.{key}" if prefix else key)
+        elif a != b:
+            diffs.append(f"{prefix}: {a!r} -> {b!r}")
+
+    walk(saved, current, "")
+    return diffs

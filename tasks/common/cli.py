@@ -1,0 +1,25 @@
+"""Shared entry-point plumbing: user errors become one clear message and exit code 2."""
+from __future__ import annotations
+
+import functools
+import sys
+
+from omegaconf.errors import OmegaConfBaseException
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .data import DataNotFoundError
+
+USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, ValueError, OmegaConfBaseException)
+
+
+def friendly_errors(main):
+    """Run ``main``; a user error prints 'error: <message>' without a traceback and exits with 2."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+    return wrapper

@@ -1,0 +1,109 @@
+"""Structured-config schemas: every key a run accepts, with its type; validation with clear errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config key or value that the schema does not accept."""
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 100                 # optimisation steps (the task defines what one step is)
+    eval_every: int = 50             # steps between evaluations (0: only at the end)
+    checkpoint_every: int = 50       # steps between 'last' checkpoints (0: only at the end)
+    keep_every: int = 0              # also keep a numbered snapshot every this many steps (0: never)
+    log_every: int = 10
+    device: str = "auto"             # auto | cpu | cuda | cuda:<i>
+    amp: bool = False                # autocast (bf16 on CPU, fp16 with a grad scaler on CUDA)
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    seed: int = 0
+    resume: bool = True              # continue from <run_dir>/checkpoints/last.pt when present
+    allow_config_change: bool = False
+    num_threads: int = 0             # torch threads on CPU (0: leave torch's default)
+    progress: bool = True
+
+
+@dataclass
+class DataConfig:
+    name: str = "cifar10"
+    root: Optional[str] = None       # explicit data root; else $SABN_DATA_DIR, ./data, ../shared/data
+    train_subset: int = 0            # first-k of a seeded permutation (0: all)
+    test_subset: int = 0
+    num_workers: int = 0             # data is preloaded as tensors; workers are rarely useful
+
+
+@dataclass
+class NormConfig:
+    name: str = "bn"
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PathsConfig:
+    run_dir: str = "runs/default"
+    results_dir: str = "results"
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    jsonl: bool = True
+
+
+@dataclass
+class ResultsConfig:
+    write: bool = False              # write results/<task>/<experiment>/seed<k>.json at the end
+    experiment: str = "default"
+    scale: str = "smoke"             # smoke | cpu | paper
+
+
+@dataclass
+class RunConfig:
+    task: Any = None
+    norm: NormConfig = field(default_factory=NormConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    results: ResultsConfig = field(default_factory=ResultsConfig)
+
+
+def _explain(error: OmegaConfBaseException, where: str, schema) -> ConfigError:
+    key = getattr(error, "full_key", None) or getattr(error, "key", None)
+    allowed = ""
+    node = OmegaConf.structured(schema)
+    parent = str(key).rsplit(".", 1)[0] if key and "." in str(key) else ""
+    try:
+        sub = OmegaConf.select(node, parent) if parent else node
+        if isinstance(sub, DictConfig):
+            allowed = f"; allowed keys{' under ' + parent if parent else ''}: {', '.join(sub.keys())}"
+    except OmegaConfBaseException:
+        pass
+    first = str(error).splitlines()[0]
+    return ConfigError(f"bad config in {where}: key '{key}': {first}{allowed}")
+
+
+def validate(cfg: DictConfig, task_schema) -> DictConfig:
+    """Merge ``cfg`` into the run and task schemas; unknown keys and wrong types raise ConfigError."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    task_section = plain.pop("task", None) or {}
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), plain)
+    except OmegaConfBaseException as error:
+        raise _explain(error, "the run config", RunConfig) from None
+    try:
+        task_cfg = OmegaConf.merge(OmegaConf.structured(task_schema), task_section)
+    except OmegaConfBaseException as error:
+        raise _explain(error, "task", task_schema) from None
+    merged.task = task_cfg
+    OmegaConf.set_struct(merged, True)
+    return merged

@@ -1,0 +1,36 @@
+"""The data search path: explicit root, then $SABN_DATA_DIR, then ./data, then ../shared/data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+from ..provenance import REPO_ROOT
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set that is in none of the searched places, in none of the accepted layouts."""
+
+
+def data_search_path(root: Optional[str] = None) -> List[Path]:
+    """Directories searched for data sets, in order."""
+    places = []
+    if root:
+        places.append(Path(root).expanduser())
+    if os.environ.get("SABN_DATA_DIR"):
+        places.append(Path(os.environ["SABN_DATA_DIR"]).expanduser())
+    places += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    seen, unique = set(), []
+    for place in places:
+        key = str(place.resolve()) if place.exists() else str(place)
+        if key not in seen:
+            seen.add(key)
+            unique.append(place)
+    return unique
+
+
+def cache_dir() -> Path:
+    """Where extracted archives and decoded tensors go ($SABN_CACHE_DIR or <repo>/.cache)."""
+    path = Path(os.environ.get("SABN_CACHE_DIR", REPO_ROOT / ".cache")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

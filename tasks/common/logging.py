@@ -1,0 +1,54 @@
+"""Metrics to a JSON-lines file and TensorBoard, rank 0 only."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from torch import Tensor
+
+
+class MetricsLogger:
+    """Writes ``metrics.jsonl`` in the run directory and TensorBoard scalars and images."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.writer = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except ImportError:  # tensorboard is a dependency, but the library runs without it
+                self.writer = None
+
+    def log(self, step: int, metrics: Dict[str, Any], prefix: str = "") -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **{f"{prefix}{k}": v for k, v in metrics.items()}}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(row, default=float) + "\n")
+        if self.writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.writer.add_scalar(f"{prefix}{key}", value, step)
+
+    def image(self, tag: str, grid: Tensor, step: int) -> None:
+        if self.enabled and self.writer is not None:
+            self.writer.add_image(tag, grid, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(run_dir: Path, prefix: Optional[str] = None):
+    """The rows of a run's ``metrics.jsonl`` (optionally only those with a key starting with prefix)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if prefix:
+        rows = [r for r in rows if any(k.startswith(prefix) for k in r)]
+    return rows

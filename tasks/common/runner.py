@@ -1,0 +1,188 @@
+"""The one training loop: setup, resume, steps, evaluation, checkpoints, signals, results."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .distributed import cleanup, init_distributed, unwrap
+from .logging import MetricsLogger
+from .provenance import REPO_ROOT, now, provenance
+from .results import result_path, write_result
+from .seeding import rng_state, seed_everything, set_rng_state
+from .task import RunContext, Task, TaskState, get_task
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu")
+    return torch.device(name)
+
+
+def run_directory(cfg: DictConfig) -> Path:
+    path = Path(cfg.paths.run_dir)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop finishes the step, checkpoints and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.raised: Optional[str] = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.raised = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _payload(state: TaskState, ctx: RunContext, step: int, best: Dict[str, Any]) -> Dict[str, Any]:
+    return {
+        "step": step,
+        "modules": {k: unwrap(m).state_dict() for k, m in state.modules.items()},
+        "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
+        "schedulers": {k: s.state_dict() for k, s in state.schedulers.items()},
+        "iterators": {k: i.state_dict() for k, i in state.iterators.items()},
+        "extra": state.extra,
+        "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else {},
+        "rng": rng_state(),
+        "best": best,
+        "config": OmegaConf.to_container(ctx.cfg, resolve=True),
+    }
+
+
+def _restore(state: TaskState, ctx: RunContext, payload: Dict[str, Any]) -> None:
+    for group, target in (("modules", state.modules), ("optimizers", state.optimizers),
+                          ("schedulers", state.schedulers), ("iterators", state.iterators)):
+        missing = set(target) - set(payload[group])
+        if missing:
+            raise ckpt.CheckpointError(f"checkpoint lacks {group} {sorted(missing)}; it was written by another task or model")
+        for name, obj in target.items():
+            (unwrap(obj) if group == "modules" else obj).load_state_dict(payload[group][name])
+    state.extra.update(payload["extra"])
+    if ctx.scaler is not None and payload.get("scaler"):
+        ctx.scaler.load_state_dict(payload["scaler"])
+    set_rng_state(payload["rng"])
+
+
+def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
+    if score is None:
+        return False
+    if best.get("score") is None:
+        return True
+    return score > best["score"] if mode == "max" else score < best["score"]
+
+
+def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
+    """Run (or resume) the training described by a validated config; returns the final metrics."""
+    task = task or get_task(cfg.task.name)
+    device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.num_threads > 0:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    info = init_distributed(str(device))
+    if device.type == "cuda" and info.world_size > 1:
+        device = torch.device("cuda", info.local_rank)
+    run_dir = run_directory(cfg)
+    if info.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.trainer.seed, info.rank, cfg.trainer.deterministic)
+    logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=cfg.logger.tensorboard)
+    scaler = torch.amp.GradScaler("cuda") if cfg.trainer.amp and device.type == "cuda" else None
+    ctx = RunContext(cfg, device, info, logger, run_dir, scaler)
+    state = task.build(ctx)
+
+    start, best = 0, {"score": None, "step": None}
+    resume_from = ckpt.find_resume(run_dir) if cfg.trainer.resume else None
+    if resume_from is not None:
+        payload = ckpt.load_checkpoint(resume_from, map_location=device)
+        drift = ckpt.config_drift(payload["config"], OmegaConf.to_container(cfg, resolve=True))
+        if drift and not cfg.trainer.allow_config_change:
+            raise ckpt.CheckpointError(
+                f"{resume_from} was written with a different config:\n  " + "\n  ".join(drift) +
+                "\nUse another paths.run_dir, trainer.resume=false to start over, or "
+                "trainer.allow_config_change=true to resume anyway")
+        _restore(state, ctx, payload)
+        start, best = payload["step"], payload["best"]
+    prov = provenance(str(device))
+    if info.is_main:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        (run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
+
+    steps, wall0 = task.total_steps(ctx, state), time.perf_counter()
+    status, step = "completed", start
+    bar = tqdm(total=steps, initial=start, desc=f"{task.name}/{cfg.norm.name}", dynamic_ncols=True,
+               disable=not (cfg.trainer.progress and info.is_main))
+
+    def save(name: str, at: int) -> None:
+        if info.is_main:
+            ckpt.save_checkpoint(_payload(state, ctx, at, best), run_dir / "checkpoints" / name)
+
+    with _StopFlag() as stop:
+        for step in range(start, steps):
+            metrics = task.train_step(state, step, ctx)
+            done = step + 1
+            bar.update(1)
+            if done % max(cfg.trainer.log_every, 1) == 0 or done == steps:
+                logger.log(done, metrics, "train/")
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
+            if cfg.trainer.eval_every and done % cfg.trainer.eval_every == 0 and done < steps:
+                scores = task.evaluate(state, done, ctx)
+                logger.log(done, scores, "eval/")
+                if _improved(scores.get(task.score_key), best, task.score_mode):
+                    best = {"score": scores[task.score_key], "step": done}
+                    save("best.pt", done)
+            if cfg.trainer.keep_every and done % cfg.trainer.keep_every == 0:
+                save(f"step{done:07d}.pt", done)
+            if stop.raised or (cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0):
+                save("last.pt", done)
+            if stop.raised:
+                status = f"interrupted by {stop.raised} after step {done}; rerun the same command to resume"
+                break
+        else:
+            step = steps
+    bar.close()
+    if status != "completed":
+        logger.close()
+        cleanup()
+        return {"status": status}
+    final = task.evaluate(state, steps, ctx, final=True)
+    logger.log(steps, final, "final/")
+    if _improved(final.get(task.score_key), best, task.score_mode):
+        best = {"score": final[task.score_key], "step": steps}
+        save("best.pt", steps)
+    save("last.pt", steps)
+    wall = time.perf_counter() - wall0
+    out = {"status": status, "metrics": final, "best": best, "wall_time_s": round(wall, 2),
+           "run_dir": str(run_dir)}
+    if info.is_main and cfg.results.write:
+        path = result_path(cfg.paths.results_dir, task.name, cfg.results.experiment, cfg.trainer.seed)
+        write_result(path, {
+            "task": task.name, "experiment": cfg.results.experiment, "scale": cfg.results.scale,
+            "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
+            "protocol": task.protocol(ctx), "provenance": {**prov, "end_time": now()},
+            "wall_time_s": round(wall, 2), "resumed_from_step": start,
+            "config": OmegaConf.to_container(cfg, resolve=True)})
+        out["result_file"] = str(path)
+    logger.close()
+    cleanup()
+    return out

@@ -1,0 +1,99 @@
+"""The interface every task implements, and the task registry."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from omegaconf import DictConfig
+
+from .distributed import DistInfo
+from .logging import MetricsLogger
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a task: resolved config, device, distributed info, logger, run dir."""
+
+    cfg: DictConfig
+    device: torch.device
+    dist: DistInfo
+    logger: MetricsLogger
+    run_dir: Path
+    scaler: Optional[Any] = None     # torch.amp.GradScaler for fp16 on CUDA
+
+    def autocast(self):
+        """Autocast context for the forward passes (a no-op unless trainer.amp)."""
+        dtype = self.amp_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Move a module to the run's device and memory format."""
+        module = module.to(self.device)
+        if self.cfg.trainer.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def compiled(self, module: torch.nn.Module):
+        """The callable to use for forward passes: ``torch.compile(module)`` when trainer.compile."""
+        return torch.compile(module) if self.cfg.trainer.compile else module
+
+    @property
+    def amp_dtype(self) -> Optional[torch.dtype]:
+        if not self.cfg.trainer.amp:
+            return None
+        return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+
+
+@dataclass
+class TaskState:
+    """Everything a task trains and must checkpoint. ``extra`` holds plain values and tensors."""
+
+    modules: Dict[str, torch.nn.Module]
+    optimizers: Dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+    schedulers: Dict[str, Any] = field(default_factory=dict)
+    iterators: Dict[str, Any] = field(default_factory=dict)   # objects with state_dict/load_state_dict
+    extra: Dict[str, Any] = field(default_factory=dict)
+    runtime: Dict[str, Any] = field(default_factory=dict)     # not checkpointed: data, wrapped forwards
+
+
+class Task:
+    """A task: ``build`` the state, do one ``train_step``, ``evaluate``. The runner owns the loop.
+
+    ``score_key`` names the evaluation metric that selects the 'best' checkpoint and
+    ``score_mode`` whether higher ('max') or lower ('min') is better.
+    """
+
+    name: str = ""
+    schema: type = object
+    score_key: str = ""
+    score_mode: str = "max"
+
+    def build(self, ctx: RunContext) -> TaskState:
+        raise NotImplementedError
+
+    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def total_steps(self, ctx: RunContext, state: TaskState) -> int:
+        """Number of training steps; tasks that count in epochs override this."""
+        return ctx.cfg.trainer.steps
+
+    def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def protocol(self, ctx: RunContext) -> Dict[str, Any]:
+        """The evaluation protocol, written into every result file."""
+        return {}
+
+
+TASK_MODULES = {"adv": "tasks.adv.task"}
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name`` (imported lazily so tasks stay independent)."""
+    if name not in TASK_MODULES:
+        raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(TASK_MODULES)}")
+    return importlib.import_module(TASK_MODULES[name]).TASK

@@ -1,0 +1,27 @@
+"""Train any task: python train.py experiment=adv/cpu norm=saauxbn trainer.seed=1"""
+import json
+
+import hydra
+from omegaconf import DictConfig
+
+from tasks.common.cli import friendly_errors
+from tasks.common.config import validate
+from tasks.common.runner import train
+from tasks.common.task import get_task
+
+
+@friendly_errors
+def run(cfg: DictConfig) -> dict:
+    task = get_task(cfg.task.name)
+    out = train(validate(cfg, task.schema), task)
+    print(json.dumps(out, indent=2, default=float))
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
