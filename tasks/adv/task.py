@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -50,14 +50,13 @@ class AdvTaskConfig:
 
 class AdvTask(Task):
     name = "adv"
+    norms = NORMS
     schema = AdvTaskConfig
     score_key = "val/adv/pgd10"
     score_mode = "max"
 
     def build(self, ctx: RunContext) -> TaskState:
         cfg, t = ctx.cfg, ctx.cfg.task
-        if cfg.norm.name not in NORMS:
-            raise ValueError(f"task adv takes norm in {NORMS}, got '{cfg.norm.name}'")
         check_eps(t.train_attack.eps), check_eps(t.train_attack.step_size, "step_size")
         make_norm = norm_layer(cfg.norm.name, num_conditions=2, **cfg.norm.options)
         model = ctx.prepare(PreActResNet(make_norm, tuple(t.blocks), t.width, num_classes=10))
@@ -121,13 +120,7 @@ class AdvTask(Task):
             loss = 0.5 * (loss_clean + loss_adv)
         optimizer = state.optimizers["model"]
         optimizer.zero_grad(set_to_none=True)
-        if ctx.scaler is not None:
-            ctx.scaler.scale(loss).backward()
-            ctx.scaler.step(optimizer)
-            ctx.scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        ctx.step(loss, optimizer)
         return {"loss": loss.item(), "loss_clean": loss_clean.item(), "loss_adv": loss_adv.item(),
                 "acc_clean": (logits_clean.argmax(1) == y).float().mean().item(),
                 "acc_adv": (logits_adv.argmax(1) == y).float().mean().item(), "lr": lr}
@@ -167,7 +160,7 @@ class AdvTask(Task):
             out.update({k: v for k, v in self.evaluate(state, step, ctx).items() if k == self.score_key})
         return out
 
-    def protocol(self, ctx: RunContext) -> Dict[str, Any]:
+    def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t = ctx.cfg.task
         return {"threat_model": "Linf", "eps": "8/255" if abs(t.train_attack.eps - 8 / 255) < 1e-9 else str(t.train_attack.eps),
                 "step_size": t.train_attack.step_size, "eval_steps": list(t.eval_steps), "restarts": 1,

@@ -33,6 +33,7 @@ def evaluate_checkpoint(path: str, task_name: Optional[str] = None, norm: Option
         OmegaConf.update(saved, key, value, force_add=False)
     task = get_task(saved.task.name)
     cfg = validate(saved, task.schema)
+    task.check_norm(cfg)
     seed_everything(cfg.trainer.seed)
     dev = resolve_device(device)
     run_dir = Path(path).resolve().parent.parent
@@ -46,4 +47,4 @@ def evaluate_checkpoint(path: str, task_name: Optional[str] = None, norm: Option
                                        f"its config ({str(error).splitlines()[0][:200]})") from None
     metrics = task.evaluate(state, payload["step"], ctx, final=True)
     return {"checkpoint": str(path), "step": payload["step"], "task": task.name, "norm": cfg.norm.name,
-            "metrics": metrics, "protocol": task.protocol(ctx)}
+            "metrics": metrics, "protocol": task.protocol(ctx, state)}

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .distributed import cleanup, init_distributed, unwrap
-from .logging import MetricsLogger
+from .logging import MetricsLogger, read_metrics
 from .provenance import REPO_ROOT, now, provenance
 from .results import result_path, write_result
 from .seeding import rng_state, seed_everything, set_rng_state
@@ -85,6 +85,18 @@ def _restore(state: TaskState, ctx: RunContext, payload: Dict[str, Any]) -> None
     set_rng_state(payload["rng"])
 
 
+def _trim_metrics(run_dir: Path, start: int) -> None:
+    """Keep the metrics of the steps a resumed run keeps; a fresh start sets an old log aside."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    if start == 0:
+        path.rename(run_dir / f"metrics.before-{int(time.time())}.jsonl")
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
+    path.write_text("".join(row + "\n" for row in rows))
+
+
 def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
     if score is None:
         return False
@@ -96,6 +108,7 @@ def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
 def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
     """Run (or resume) the training described by a validated config; returns the final metrics."""
     task = task or get_task(cfg.task.name)
+    task.check_norm(cfg)
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -125,10 +138,12 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
         start, best = payload["step"], payload["best"]
     prov = provenance(str(device))
     if info.is_main:
+        _trim_metrics(run_dir, start)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         (run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
 
     steps, wall0 = task.total_steps(ctx, state), time.perf_counter()
+    eval_every = task.eval_interval(ctx, state)
     status, step = "completed", start
     bar = tqdm(total=steps, initial=start, desc=f"{task.name}/{cfg.norm.name}", dynamic_ncols=True,
                disable=not (cfg.trainer.progress and info.is_main))
@@ -145,7 +160,7 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
             if done % max(cfg.trainer.log_every, 1) == 0 or done == steps:
                 logger.log(done, metrics, "train/")
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
-            if cfg.trainer.eval_every and done % cfg.trainer.eval_every == 0 and done < steps:
+            if eval_every and done % eval_every == 0 and done < steps:
                 scores = task.evaluate(state, done, ctx)
                 logger.log(done, scores, "eval/")
                 if _improved(scores.get(task.score_key), best, task.score_mode):
@@ -179,8 +194,8 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
         write_result(path, {
             "task": task.name, "experiment": cfg.results.experiment, "scale": cfg.results.scale,
             "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
-            "protocol": task.protocol(ctx), "provenance": {**prov, "end_time": now()},
-            "wall_time_s": round(wall, 2), "resumed_from_step": start,
+            "protocol": task.protocol(ctx, state), "provenance": {**prov, "end_time": now()},
+            "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(run_dir),
             "config": OmegaConf.to_container(cfg, resolve=True)})
         out["result_file"] = str(path)
     logger.close()

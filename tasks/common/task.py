@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig
@@ -28,6 +28,16 @@ class RunContext:
         """Autocast context for the forward passes (a no-op unless trainer.amp)."""
         dtype = self.amp_dtype
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Backward and optimizer step, through the grad scaler when one is in use."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
 
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         """Move a module to the run's device and memory format."""
@@ -68,8 +78,14 @@ class Task:
 
     name: str = ""
     schema: type = object
+    norms: Tuple[str, ...] = ()       # the norm config names this task accepts
     score_key: str = ""
     score_mode: str = "max"
+
+    def check_norm(self, cfg: DictConfig) -> None:
+        """Refuse a norm the task does not support, naming the ones it does."""
+        if cfg.norm.name not in self.norms:
+            raise ValueError(f"task {self.name} takes norm in {self.norms}, got '{cfg.norm.name}'")
 
     def build(self, ctx: RunContext) -> TaskState:
         raise NotImplementedError
@@ -81,15 +97,20 @@ class Task:
         """Number of training steps; tasks that count in epochs override this."""
         return ctx.cfg.trainer.steps
 
+    def eval_interval(self, ctx: RunContext, state: TaskState) -> int:
+        """Steps between evaluations (0: only at the end); tasks that evaluate per epoch override it."""
+        return ctx.cfg.trainer.eval_every
+
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
         raise NotImplementedError
 
-    def protocol(self, ctx: RunContext) -> Dict[str, Any]:
+    def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         """The evaluation protocol, written into every result file."""
         return {}
 
 
-TASK_MODULES = {"adv": "tasks.adv.task"}
+TASK_MODULES = {"adv": "tasks.adv.task", "gan": "tasks.gan.task", "nas": "tasks.nas.task",
+                "nst": "tasks.nst.task"}
 
 
 def get_task(name: str) -> Task:

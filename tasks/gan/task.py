@@ -1,0 +1,204 @@
+"""Class-conditional GAN training (hinge loss, n_dis D steps per G step, EMA of G) and FID / KID."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from sabn import norm_layer
+
+from ..common.data import TensorBatches, cache_dir, load_dataset
+from ..common.task import RunContext, Task, TaskState
+from .metrics import fid as metrics
+from .metrics.inception import FIDInception, resolve_weights
+from .models.registry import MODELS, build_gan
+
+NORMS = ("bn", "ccbn", "sabn")
+
+
+@dataclass
+class FIDConfig:
+    num_samples: int = 50000          # generated images per evaluation (paper: 50k)
+    batch_size: int = 100
+    reference_split: str = "train"    # CIFAR-10 train statistics, as the paper
+    reference_count: int = 50000
+    weights_path: Optional[str] = None
+    allow_download: bool = False
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+
+
+@dataclass
+class GanTaskConfig:
+    name: str = "gan"
+    model: str = "sngan32"
+    num_classes: int = 10
+    g_ch: int = 256
+    d_ch: int = 128
+    z_dim: int = 128
+    n_dis: int = 5
+    d_batch_size: int = 64
+    g_batch_size: int = 128
+    lr: float = 2e-4
+    betas: List[float] = field(default_factory=lambda: [0.0, 0.9])
+    ema_decay: float = 0.999
+    ema_buffers: str = "live"         # live: BN statistics of the live G (official); ema: averaged too
+    sheet_columns: int = 10
+    fid: FIDConfig = field(default_factory=FIDConfig)
+
+
+class GanTask(Task):
+    name = "gan"
+    norms = NORMS
+    schema = GanTaskConfig
+    score_key = "fid"
+    score_mode = "min"
+
+    def build(self, ctx: RunContext) -> TaskState:
+        cfg, t = ctx.cfg, ctx.cfg.task
+        if t.ema_buffers not in ("live", "ema"):
+            raise ValueError(f"task.ema_buffers must be 'live' or 'ema', got '{t.ema_buffers}'")
+        data = load_dataset(cfg.data.name, "train", cfg.data.root)
+        if len(data.classes) != t.num_classes:
+            raise ValueError(f"data set '{cfg.data.name}' has {len(data.classes)} classes but "
+                             f"task.num_classes={t.num_classes}")
+        resolution = MODELS[t.model][1] if t.model in MODELS else None
+        if resolution and data.images.shape[-1] != resolution:
+            raise ValueError(f"model {t.model} makes {resolution} px images; data set '{cfg.data.name}' "
+                             f"has {data.images.shape[-1]} px")
+        make_norm = norm_layer(cfg.norm.name, num_conditions=t.num_classes, **cfg.norm.options)
+        g, d = build_gan(t.model, make_norm, t.num_classes, t.g_ch, t.d_ch, t.z_dim)
+        g, d = ctx.prepare(g), ctx.prepare(d)
+        g_ema = copy.deepcopy(g).requires_grad_(False)
+        images, labels = data.images, data.labels
+        if cfg.data.train_subset:
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:cfg.data.train_subset]
+            images, labels = images[keep], labels[keep]
+        fixed = torch.Generator().manual_seed(12345)
+        rows = t.num_classes
+        state = TaskState(
+            modules={"generator": g, "discriminator": d, "generator_ema": g_ema},
+            optimizers={"generator": torch.optim.Adam(g.parameters(), t.lr, betas=tuple(t.betas)),
+                        "discriminator": torch.optim.Adam(d.parameters(), t.lr, betas=tuple(t.betas))},
+            iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed)},
+            extra={"fixed_z": torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
+                   "fixed_y": torch.arange(rows).repeat_interleave(t.sheet_columns)})
+        state.runtime.update(g=ctx.compiled(g), d=ctx.compiled(d), data=data)
+        return state
+
+    def _real(self, ctx, images):
+        x = images.to(ctx.device).float().div_(127.5).sub_(1)
+        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+
+    def _noise(self, ctx, n):
+        t = ctx.cfg.task
+        return (torch.randn(n, t.z_dim, device=ctx.device),
+                torch.randint(0, t.num_classes, (n,), device=ctx.device))
+
+    @torch.no_grad()
+    def _update_ema(self, state: TaskState, decay: float) -> None:
+        live, ema = state.modules["generator"], state.modules["generator_ema"]
+        ema_params, live_params = list(ema.parameters()), list(live.parameters())
+        torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
+
+    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
+        t = ctx.cfg.task
+        g, d = state.runtime["g"], state.runtime["d"]
+        g_opt, d_opt = state.optimizers["generator"], state.optimizers["discriminator"]
+        state.modules["generator"].train()
+        images, labels = next(state.iterators["real"])
+        x, y = self._real(ctx, images), labels.to(ctx.device)
+        z, y_fake = self._noise(ctx, len(y))
+        with ctx.autocast():
+            with torch.no_grad():
+                fake = g(z, y_fake)
+            d_real, d_fake = d(x, y).float(), d(fake, y_fake).float()
+            d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        d_opt.zero_grad(set_to_none=True)
+        ctx.step(d_loss, d_opt)
+        out = {"d_loss": d_loss.item(), "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+        if step % t.n_dis == 0:   # G on the 1st, (n_dis+1)-th, ... D step, as the reference
+            z, y_fake = self._noise(ctx, t.g_batch_size)
+            with ctx.autocast():
+                g_loss = -d(g(z, y_fake), y_fake).float().mean()
+            g_opt.zero_grad(set_to_none=True)
+            ctx.step(g_loss, g_opt)
+            self._update_ema(state, t.ema_decay)
+            out["g_loss"] = g_loss.item()
+        return out
+
+    def _eval_generator(self, state: TaskState, ctx: RunContext):
+        """EMA generator in eval mode; with ema_buffers=live its BN statistics are the live G's."""
+        g_ema = state.modules["generator_ema"]
+        if ctx.cfg.task.ema_buffers == "live":
+            for b_ema, b_live in zip(g_ema.buffers(), state.modules["generator"].buffers()):
+                b_ema.copy_(b_live)
+        return g_ema.eval()
+
+    def _inception(self, state: TaskState, ctx: RunContext) -> FIDInception:
+        if "inception" not in state.runtime:
+            f = ctx.cfg.task.fid
+            state.runtime["inception"] = FIDInception(resolve_weights(f.weights_path, f.allow_download)).to(ctx.device)
+        return state.runtime["inception"]
+
+    def _reference(self, state: TaskState, ctx: RunContext, net: FIDInception) -> Dict[str, np.ndarray]:
+        cfg, f = ctx.cfg, ctx.cfg.task.fid
+        data = state.runtime["data"] if f.reference_split == "train" else load_dataset(cfg.data.name, f.reference_split, cfg.data.root)
+        count = min(f.reference_count, len(data))
+        key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]
+
+        def compute():
+            batches = (data.images[order[i:i + f.batch_size]].float() / 255 for i in range(0, count, f.batch_size))
+            return metrics.extract(net, batches, ctx.device)["pool3"]
+        return metrics.load_or_compute_reference(key, compute, cache_dir())
+
+    @torch.no_grad()
+    def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
+        t, f = ctx.cfg.task, ctx.cfg.task.fid
+        g = self._eval_generator(state, ctx)
+        self._save_sheet(state, ctx, g, step)
+        net = self._inception(state, ctx)
+        gen = torch.Generator(device=ctx.device).manual_seed(2024)
+
+        def sample(n):
+            z = torch.randn(n, t.z_dim, generator=gen, device=ctx.device)
+            y = torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device)
+            return (g(z, y).float() + 1) / 2
+        fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
+                               want_logits=net.has_logits)
+        ref = self._reference(state, ctx, net)
+        out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["pool3"]), ref)}
+        out.update(metrics.kid(fake["pool3"], ref["features"].astype(np.float64), f.kid_subsets, f.kid_subset_size))
+        out.update(metrics.optional_inception_score(fake.get("logits"), net.source, f.is_splits))
+        return out
+
+    def _save_sheet(self, state, ctx, g, step: int) -> None:
+        if not ctx.dist.is_main:
+            return
+        z, y = state.extra["fixed_z"].to(ctx.device), state.extra["fixed_y"].to(ctx.device)
+        images = (g(z, y).float().cpu() + 1) / 2
+        grid = make_grid(images.clamp(0, 1), nrow=ctx.cfg.task.sheet_columns, padding=1)
+        path = ctx.run_dir / "samples" / f"step{step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        ctx.logger.image("samples", grid, step)
+
+    def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
+        t, f = ctx.cfg.task, ctx.cfg.task.fid
+        source = state.runtime["inception"].source if state is not None and "inception" in state.runtime else None
+        return {"model": t.model, "num_samples": f.num_samples, "reference": f"{ctx.cfg.data.name}/{f.reference_split}",
+                "reference_count": f.reference_count, "inception_weights": source,
+                "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",
+                "labels": "uniform", "fid": "pytorch-fid preprocessing, float64 statistics, scipy sqrtm",
+                "kid": f"cubic polynomial kernel, {f.kid_subsets} subsets of <= {f.kid_subset_size}",
+                "n_dis": t.n_dis, "batch": f"D {t.d_batch_size} / G {t.g_batch_size}"}
+
+
+TASK = GanTask()

@@ -1,0 +1,111 @@
+"""NAS-Bench-201 ground truth behind one interface: ``query(arch_str, dataset, metric)``.
+
+Backends: the compact CSV table (columns in ../shared/data/README.md), the official
+NAS-Bench-201 / NATS-Bench API file (optional), or none (every query answers None, shown as n/a).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Dict, Optional
+
+from .space import arch_str_to_genotype, genotype_to_arch_str
+
+# (dataset, metric) -> CSV column. Metrics: 'test' (the NAS-Bench-201 paper's number: ori-test for
+# CIFAR-10 trained on 50k, x-test for CIFAR-100 and ImageNet16-120) and 'valid'.
+COLUMNS = {
+    ("cifar10", "test"): "c10_oritest_200ep",
+    ("cifar10", "valid"): "c10valid_xvalid_200ep",
+    ("cifar10-valid", "test"): "c10valid_oritest_200ep",
+    ("cifar100", "test"): "c100_xtest_200ep",
+    ("ImageNet16-120", "test"): "in16_xtest_200ep",
+    ("cifar10", "test_12ep"): "c10_oritest_12ep",
+    ("cifar100", "valid_12ep"): "c100_xvalid_12ep",
+    ("cifar100", "test_12ep"): "c100_xtest_12ep",
+    ("ImageNet16-120", "valid_12ep"): "in16_xvalid_12ep",
+    ("ImageNet16-120", "test_12ep"): "in16_xtest_12ep",
+}
+REQUIRED = {"index", "arch_str", "c10_oritest_200ep", "c100_xtest_200ep", "in16_xtest_200ep"}
+
+
+class Benchmark:
+    """Ground-truth accuracies (percent) of NAS-Bench-201 cells."""
+
+    source = "none"
+
+    def query(self, arch_str: str, dataset: str, metric: str = "test") -> Optional[float]:
+        arch_str_to_genotype(arch_str)  # validates
+        return None
+
+
+class TableBenchmark(Benchmark):
+    """The 15 625-row CSV table; arch strings are canonicalised before lookup."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = REQUIRED - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path} is not a NAS-Bench-201 accuracy table: columns {sorted(missing)} "
+                                 "are missing (see the table format in shared/data/README.md)")
+            self.rows: Dict[str, Dict[str, str]] = {row["arch_str"]: row for row in reader}
+        # Small tables (<= 100 rows) are test fixtures; anything larger must be the whole benchmark.
+        if 100 < len(self.rows) != 15625:
+            raise ValueError(f"{path} has {len(self.rows)} architectures; NAS-Bench-201 has 15625. "
+                             "Is it a different benchmark version?")
+        self.source = f"table:{path.name}"
+
+    def query(self, arch_str: str, dataset: str, metric: str = "test") -> Optional[float]:
+        canonical = genotype_to_arch_str(arch_str_to_genotype(arch_str))
+        column = COLUMNS.get((dataset, metric))
+        if column is None:
+            raise ValueError(f"no ground truth for dataset '{dataset}' metric '{metric}'; available: "
+                             + ", ".join(f"{d}/{m}" for d, m in COLUMNS))
+        row = self.rows.get(canonical)
+        if row is None:
+            return None
+        value = row.get(column, "")
+        return float(value) if value not in ("", None) else None
+
+
+class ApiBenchmark(Benchmark):
+    """The official NAS-Bench-201 (or NATS-Bench topology) API file. That file is a pickle, loaded
+    by the ``nas_201_api`` / ``nats_bench`` package: load only a file from a source you trust."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            from nas_201_api import NASBench201API as API  # type: ignore
+        except ImportError:
+            try:
+                from nats_bench import create  # type: ignore
+                API = lambda p, verbose=False: create(p, "tss", fast_mode=True, verbose=verbose)  # noqa: E731
+            except ImportError:
+                raise ValueError("benchmark.backend=api needs the nas-bench-201 or nats_bench package; "
+                                 "pip install nas-bench-201, or use the CSV table backend") from None
+        self.api, self.source = API(str(path), verbose=False), f"api:{Path(path).name}"
+
+    def query(self, arch_str: str, dataset: str, metric: str = "test") -> Optional[float]:
+        arch_str_to_genotype(arch_str)
+        index = self.api.query_index_by_arch(arch_str)
+        if index < 0:
+            return None
+        split = {"test": "x-test" if dataset != "cifar10" else "ori-test", "valid": "x-valid"}.get(metric, metric)
+        return float(self.api.get_more_info(index, dataset, hp="200", is_random=False)
+                     .get(f"{split.replace('-', '')}-accuracy", float("nan")))
+
+
+def open_benchmark(backend: str, path: Optional[str], search_roots) -> Benchmark:
+    """``backend`` in table | api | none. A relative ``path`` is looked up on the data search path."""
+    if backend == "none":
+        return Benchmark()
+    if backend not in ("table", "api"):
+        raise ValueError(f"unknown benchmark backend '{backend}'; use table, api or none")
+    candidates = [Path(path)] if path and Path(path).is_absolute() else \
+        [root / (path or "nasbench201/nb201_accuracy_table.csv") for root in search_roots]
+    for candidate in candidates:
+        if candidate.is_file():
+            return TableBenchmark(candidate) if backend == "table" else ApiBenchmark(candidate)
+    raise ValueError("NAS-Bench-201 ground truth not found; looked for " +
+                     ", ".join(str(c) for c in candidates) + ". Set task.benchmark.path, or "
+                     "task.benchmark.backend=none to search without ground truth")

@@ -1,0 +1,228 @@
+"""Weight-sharing NAS on NAS-Bench-201: first-order DARTS and GDAS with BN / CCBN / SaBN in the ops."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from sabn import build_norm
+
+from ..common.data import TensorBatches, data_search_path, load_dataset, random_crop_flip
+from ..common.task import RunContext, Task, TaskState
+from .benchmark import open_benchmark
+from .space import OPS, genotype_from_choices, genotype_to_arch_str
+from .supernet import SuperNet
+
+# norm config name -> (registry name, defaults) as in the paper's NAS runs (spec sections 1.3, 3.1).
+NORMS = {
+    "bn": ("bn", {"affine": False, "track_running_stats": False}),
+    "ccbn": ("ccbn", {"track_running_stats": False}),
+    "sabn": ("split_sabn", {}),
+    "split_sabn": ("split_sabn", {}),
+}
+MEAN_STD = {"cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
+            "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
+            "imagenet16-120": ((122.68, 116.66, 104.01), (63.22, 61.26, 65.09))}
+ALGORITHMS = ("darts", "gdas")
+
+
+@dataclass
+class BenchmarkConfig:
+    backend: str = "table"            # table | api | none
+    path: Optional[str] = None        # default: nasbench201/nb201_accuracy_table.csv on the data path
+    dataset: str = "cifar10"          # the benchmark's data set name for look-ups
+
+
+@dataclass
+class NasTaskConfig:
+    name: str = "nas"
+    algorithm: str = "darts"          # darts (first order) | gdas
+    channels: int = 16
+    cells: int = 5
+    epochs: int = 50                  # the cosine period T
+    stop_epoch: int = 35              # search stops after this many epochs (the paper's 35)
+    batch_size: int = 64
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 5e-4
+    nesterov: bool = True
+    grad_clip: float = 5.0
+    a_lr: float = 3e-4
+    a_betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    a_weight_decay: float = 1e-3
+    tau_max: float = 10.0
+    tau_min: float = 0.1
+    split: str = "auto"               # auto | nb201 | seeded (cifar10 25k/25k search split)
+    split_seed: int = 0
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+
+class NasTask(Task):
+    name = "nas"
+    norms = tuple(NORMS)
+    schema = NasTaskConfig
+    score_key = ""                    # the paper reports the last epoch's genotype; no 'best'
+
+    def _make_norm(self, ctx: RunContext):
+        name, defaults = NORMS[ctx.cfg.norm.name]
+        options = {**defaults, **ctx.cfg.norm.options}
+        build_norm(name, 1, 1, **options)  # fail now on bad options
+        return lambda channels, k: build_norm(name, channels, k, **options)
+
+    def _search_data(self, ctx: RunContext):
+        """(weight-step images, labels), (arch-step images, labels), description of the split.
+
+        CIFAR-10: the 25k/25k split of the train set. CIFAR-100 and ImageNet16-120: the whole train
+        set for the weights, the x-valid half of the test set (NAS-Bench-201's split file) for alpha.
+        """
+        cfg = ctx.cfg
+        train = load_dataset(cfg.data.name, "train", cfg.data.root)
+        if cfg.data.name == "cifar10":
+            w_idx, a_idx, note = self._split(ctx, train)
+            return (train.images[w_idx], train.labels[w_idx]), (train.images[a_idx], train.labels[a_idx]), note, train
+        split_name = {"cifar100": "cifar100-test-split.txt", "imagenet16-120": "imagenet-16-120-test-split.txt"}
+        if cfg.data.name not in split_name:
+            raise ValueError(f"task nas searches on cifar10, cifar100 or imagenet16-120, not '{cfg.data.name}'")
+        test = load_dataset(cfg.data.name, "test" if cfg.data.name == "cifar100" else "valid", cfg.data.root)
+        for root in data_search_path(cfg.data.root):
+            f = root / "nasbench201" / "splits" / split_name[cfg.data.name]
+            if f.is_file():
+                xvalid = torch.tensor([int(i) for i in json.loads(f.read_text())["xvalid"][1]])
+                if int(xvalid.max()) >= len(test):
+                    raise ValueError(f"{f} indexes {int(xvalid.max()) + 1} test images but the data set has {len(test)}")
+                return ((train.images, train.labels), (test.images[xvalid], test.labels[xvalid]),
+                        f"train: all; alpha: x-valid of {f.name}", train)
+        raise ValueError(f"nasbench201/splits/{split_name[cfg.data.name]} is not on the data search path")
+
+    def _split(self, ctx: RunContext, train) -> tuple:
+        t, n = ctx.cfg.task, len(train)
+        pickled = "batches-py" in train.source
+        if t.split == "nb201" or (t.split == "auto" and pickled and ctx.cfg.data.name == "cifar10"):
+            for root in data_search_path(ctx.cfg.data.root):
+                f = root / "nasbench201" / "splits" / "cifar-split.txt"
+                if f.is_file():
+                    split = json.loads(f.read_text())
+                    a, b = [torch.tensor([int(i) for i in split[k][1]]) for k in ("train", "valid")]
+                    if max(a.max(), b.max()) >= n:
+                        raise ValueError(f"{f} indexes {int(max(a.max(), b.max())) + 1} images but the data set has {n}")
+                    return a, b, "nb201 cifar-split.txt"
+            if t.split == "nb201":
+                raise ValueError("task.split=nb201 but nasbench201/splits/cifar-split.txt is not on the data path")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(t.split_seed))
+        return order[: n // 2], order[n // 2:], f"seeded 50/50 split (seed {t.split_seed}; image order of {train.source} differs from CIFAR's)"
+
+    def build(self, ctx: RunContext) -> TaskState:
+        cfg, t = ctx.cfg, ctx.cfg.task
+        if t.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown NAS algorithm '{t.algorithm}'; use one of {ALGORITHMS} "
+                             "(second-order DARTS is not implemented)")
+        w_data, a_data, split_note, train = self._search_data(ctx)
+        if cfg.data.train_subset:
+            w_data = tuple(v[:cfg.data.train_subset] for v in w_data)
+            a_data = tuple(v[:cfg.data.train_subset] for v in a_data)
+        model = ctx.prepare(SuperNet(self._make_norm(ctx), t.channels, t.cells, len(train.classes)))
+        w_opt = torch.optim.SGD(model.weight_parameters(), lr=t.w_lr, momentum=t.w_momentum,
+                                weight_decay=t.w_weight_decay, nesterov=t.nesterov)
+        a_opt = torch.optim.Adam([model.alphas], lr=t.a_lr, betas=tuple(t.a_betas), weight_decay=t.a_weight_decay)
+        seed = cfg.trainer.seed
+        state = TaskState(modules={"model": model}, optimizers={"weights": w_opt, "alphas": a_opt},
+                          iterators={"train": TensorBatches(w_data, t.batch_size, seed),
+                                     "valid": TensorBatches(a_data, t.batch_size, seed + 1)},
+                          extra={"history": [], "split": split_note})
+        mean, std = MEAN_STD.get(cfg.data.name, MEAN_STD["cifar10"])
+        state.runtime.update(mean=torch.tensor(mean).view(1, 3, 1, 1) / 255,
+                             std=torch.tensor(std).view(1, 3, 1, 1) / 255,
+                             benchmark=open_benchmark(t.benchmark.backend, t.benchmark.path,
+                                                      data_search_path(cfg.data.root)),
+                             forward=ctx.compiled(model))
+        return state
+
+    def _epoch_length(self, state: TaskState) -> int:
+        return state.iterators["train"].batches_per_epoch
+
+    def total_steps(self, ctx: RunContext, state: TaskState) -> int:
+        return ctx.cfg.task.stop_epoch * self._epoch_length(state)
+
+    def eval_interval(self, ctx: RunContext, state: TaskState) -> int:
+        return self._epoch_length(state)
+
+    def _schedule(self, ctx: RunContext, epoch: int) -> tuple:
+        t = ctx.cfg.task
+        lr = t.w_lr_min + (t.w_lr - t.w_lr_min) * (1 + math.cos(math.pi * epoch / t.epochs)) / 2
+        tau = t.tau_max - (t.tau_max - t.tau_min) * epoch / max(t.epochs - 1, 1)
+        return lr, tau
+
+    def _inputs(self, ctx, state, images, generator):
+        x = random_crop_flip(images, 2 if images.shape[-1] == 16 else 4, generator).float().div_(255)
+        x = ((x - state.runtime["mean"]) / state.runtime["std"]).to(ctx.device)
+        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+
+    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
+        t, model, forward = ctx.cfg.task, state.modules["model"], state.runtime["forward"]
+        lr, tau = self._schedule(ctx, step // self._epoch_length(state))
+        w_opt, a_opt = state.optimizers["weights"], state.optimizers["alphas"]
+        for group in w_opt.param_groups:
+            group["lr"] = lr
+        gen = torch.Generator().manual_seed((ctx.cfg.trainer.seed * 7919 + 1) * 10**7 + step)
+        xw, yw = next(state.iterators["train"])
+        xa, ya = next(state.iterators["valid"])
+        xw, xa = self._inputs(ctx, state, xw, gen), self._inputs(ctx, state, xa, gen)
+        yw, ya = yw.to(ctx.device), ya.to(ctx.device)
+        model.train()
+        # Weight step. Like the reference, only the weights' gradients are zeroed first, so the clip
+        # norm also sees the alphas' gradients; the alphas are then zeroed before their own step.
+        w_opt.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            logits = forward(xw, t.algorithm, tau)
+            loss = F.cross_entropy(logits.float(), yw)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        w_opt.step()
+        a_opt.zero_grad(set_to_none=True)
+        with ctx.autocast():
+            a_logits = forward(xa, t.algorithm, tau)
+            a_loss = F.cross_entropy(a_logits.float(), ya)
+        a_loss.backward()
+        a_opt.step()
+        return {"loss": loss.item(), "acc": (logits.argmax(1) == yw).float().mean().item() * 100,
+                "arch_loss": a_loss.item(), "arch_acc": (a_logits.argmax(1) == ya).float().mean().item() * 100,
+                "lr": lr, "tau": tau}
+
+    def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
+        model, bench = state.modules["model"], state.runtime["benchmark"]
+        arch = genotype_to_arch_str(genotype_from_choices(model.genotype_choices()))
+        dataset = ctx.cfg.task.benchmark.dataset
+        test, valid = bench.query(arch, dataset, "test"), None
+        if dataset == "cifar10":
+            valid = bench.query(arch, dataset, "valid")
+        epoch = step // self._epoch_length(state)
+        history: List[Dict[str, Any]] = state.extra["history"]
+        if not history or history[-1]["epoch"] != epoch:
+            probs = model.alphas.detach().softmax(-1).cpu()
+            history.append({"epoch": epoch, "step": step, "arch_str": arch, "gt_test": test, "gt_valid": valid,
+                            "alphas_softmax": [[round(float(p), 5) for p in row] for row in probs]})
+        out: Dict[str, Any] = {"epoch": epoch, "arch_str": arch,
+                               "gt_test": test if test is not None else float("nan"),
+                               "gt_valid": valid if valid is not None else float("nan"),
+                               "params_free_ops": sum(OPS[c] in ("none", "skip_connect", "avg_pool_3x3")
+                                                      for c in model.genotype_choices())}
+        if final:
+            out["gt_test_per_epoch"] = [h["gt_test"] for h in history]
+        return out
+
+    def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
+        t = ctx.cfg.task
+        return {"split": state.extra.get("split") if state else None,"algorithm": t.algorithm, "supernet": f"C={t.channels} N={t.cells}",
+                "norm": ctx.cfg.norm.name, "norm_layer": NORMS.get(ctx.cfg.norm.name, ("?",))[0],
+                "search_epochs": t.stop_epoch, "cosine_T": t.epochs, "batch_size": t.batch_size,
+                "ground_truth": f"{t.benchmark.backend}:{t.benchmark.dataset} (test = NAS-Bench-201 200-epoch "
+                                "mean over seeds; ori-test for cifar10, x-test otherwise)",
+                "genotype": "argmax of alpha per edge after the last epoch"}
+
+
+TASK = NasTask()

