@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_norms.py --quick
 
 reproduce-cpu: $(STAMP)
-	bash scripts/reproduce_adv.sh cpu
+	bash scripts/reproduce_adv.sh cpu && bash scripts/reproduce_nas.sh cpu && NORMS="ccbn sabn" bash scripts/reproduce_gan.sh cpu && bash scripts/reproduce_nst.sh cpu
 
 clean:
 	rm -rf runs outputs .pytest_cache
