@@ -43,7 +43,7 @@ def read_image(path: Path, min_size: int = 32) -> Image.Image:
 
 
 def to_tensor(img: Image.Image) -> Tensor:
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
 def load_resized(files: Sequence[Path], size: int, min_size: int = 32) -> Tensor:

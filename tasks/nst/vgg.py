@@ -109,7 +109,8 @@ def gatys_normalise(sd: Dict[str, Tensor], photos: Tensor) -> Dict[str, Tensor]:
         conv.weight.mul_(previous.view(1, -1, 1, 1))       # undo the previous layer's rescaling
         x = seq[position:index + 2](x)                      # up to and including this conv's ReLU
         position = index + 2
-        mean = x.mean(dim=(0, 2, 3)).clamp_min(1e-8)
+        mean = x.mean(dim=(0, 2, 3))
+        mean = torch.where(mean > 1e-6, mean, torch.ones_like(mean))  # filters dead on these photos keep their scale
         conv.weight.div_(mean.view(-1, 1, 1, 1))
         conv.bias.div_(mean)
         x = x / mean.view(1, -1, 1, 1)

@@ -34,7 +34,7 @@ def test_initialisation_survives_spectral_norm():
     fan_in, fan_out = 128 * 9, 128 * 9
     bound = (6 / (fan_in + fan_out)) ** 0.5
     assert original.abs().max() <= bound + 1e-6 and original.std() > bound / 2, "Xavier-uniform kept"
-    assert d.l_y.parametrizations.weight.original.std() == pytest.approx(1.0, abs=0.1)  # default N(0, 1)
+    assert d.l_y.parametrizations.weight.original.std().item() == pytest.approx(1.0, abs=0.1)  # default N(0, 1)
 
 
 def test_autogan_skip_output_is_updated_in_place():

@@ -57,8 +57,8 @@ def test_wrong_table_format_and_unknown_metric(tmp_path):
     with open(big, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "arch_str", "c10_oritest_200ep", "c100_xtest_200ep", "in16_xtest_200ep"])
-        for i in range(200):
-            w.writerow([i, ALL_SKIP, 1, 2, 3])
+        for i, choice in enumerate(itertools.islice(itertools.product(range(5), repeat=6), 200)):
+            w.writerow([i, genotype_to_arch_str(genotype_from_choices(choice)), 1, 2, 3])
     with pytest.raises(ValueError, match="different benchmark version"):
         TableBenchmark(big)
     with pytest.raises(ValueError, match="no ground truth for dataset 'cifar10' metric 'x'"):

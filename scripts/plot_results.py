@@ -1,0 +1,73 @@
+"""Plots from the committed result files (curves are stored in them), one PNG per task and scale.
+
+    python scripts/plot_results.py adv nas gan nst
+"""
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_tables import NORM_ORDER, ROOT, load  # noqa: E402
+
+# task -> [(row key in the curves or 'per_epoch:<metric list>', y label)]
+PANELS = {
+    "adv": [("train/loss_clean", "train loss, clean branch"), ("train/loss_adv", "train loss, adversarial branch")],
+    "nas": [("per_epoch:gt_test_per_epoch", "ground-truth test accuracy (%)"), ("train/loss", "supernet train loss")],
+    "gan": [("train/d_loss", "D hinge loss"), ("train/g_loss", "G loss")],
+    "nst": [("eval/val/content", "validation content loss"), ("eval/val/style", "validation style loss (x10)"),
+            ("train/content", "train content loss"), ("train/style", "train style loss (x10)")],
+}
+
+
+def _series(run, key):
+    if key.startswith("per_epoch:"):
+        values = run["metrics"].get(key.split(":", 1)[1]) or []
+        return np.arange(1, len(values) + 1), np.array([np.nan if v is None else v for v in values], float)
+    rows = [r for r in run.get("curves", []) if key in r and isinstance(r[key], (int, float))]
+    return np.array([r["step"] for r in rows]), np.array([r[key] for r in rows], float)
+
+
+def plot(task: str) -> list:
+    runs = load(task)
+    written = []
+    for scale in sorted({s for s, _ in runs}):
+        panels = PANELS[task]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+        for ax, (key, label) in zip(axes[0], panels):
+            for norm in sorted({n for s, n in runs if s == scale}, key=NORM_ORDER.index):
+                series = [_series(r, key) for r in runs[(scale, norm)]]
+                series = [s for s in series if len(s[0])]
+                if not series:
+                    continue
+                length = min(len(s[0]) for s in series)
+                x = series[0][0][:length]
+                ys = np.stack([s[1][:length] for s in series])
+                mean = np.nanmean(ys, 0)
+                ax.plot(x, mean, label=f"{norm} (n={len(series)})")
+                if len(series) > 1:
+                    ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
+            ax.set_xlabel("epoch" if key.startswith("per_epoch") else "step")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{task}, {scale} scale: mean over seeds (band: min to max)")
+        fig.tight_layout()
+        out = ROOT / "results" / task / f"curves_{scale}.png"
+        fig.savefig(out, dpi=90, metadata={"Software": None})
+        plt.close(fig)
+        written.append(out)
+        print(out)
+    return written
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(PANELS):
+        plot(name)
