@@ -8,8 +8,8 @@ from .batchnorm import (AuxBatchNorm2d, BatchNorm2d, CategoricalConditionalBatch
                         ConditionalBatchNorm2d, SandwichAuxBatchNorm2d, SandwichBatchNorm2d,
                         SplitSandwichBatchNorm2d)
 from .convert import conditional_layers, convert_norms, route_condition, set_condition
-from .functional import (sample_affine_batch_norm, sample_affine_batch_norm_reference,
-                         set_condition_value_checks)
+from .functional import (conditional_batch_norm, sample_affine_batch_norm,
+                         sample_affine_batch_norm_reference, set_condition_value_checks)
 from .instancenorm import AdaIN, AdaptiveInstanceNorm2d, SandwichAdaIN
 from .registry import build_norm, get_norm_spec, list_norms, norm_layer, register_norm
 
@@ -19,7 +19,7 @@ __all__ = [
     "AdaIN", "AdaptiveInstanceNorm2d", "AuxBatchNorm2d", "BatchNorm2d",
     "CategoricalConditionalBatchNorm2d", "ConditionalBatchNorm2d", "SandwichAdaIN",
     "SandwichAuxBatchNorm2d", "SandwichBatchNorm2d", "SplitSandwichBatchNorm2d", "build_norm",
-    "conditional_layers", "convert_norms", "get_norm_spec", "list_norms", "norm_layer",
+    "conditional_batch_norm", "conditional_layers", "convert_norms", "get_norm_spec", "list_norms", "norm_layer",
     "register_norm", "route_condition", "sample_affine_batch_norm",
     "sample_affine_batch_norm_reference", "set_condition", "set_condition_value_checks",
 ]

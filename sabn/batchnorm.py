@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import (Condition, resolve_condition, sample_affine_batch_norm,
+from .functional import (Condition, conditional_batch_norm, resolve_condition,
                          sample_affine_batch_norm_reference)
 
 
@@ -164,12 +164,14 @@ class ConditionalBatchNorm2d(nn.Module):
         k = resolve_condition(type(self).__name__, condition, self.num_conditions, x.shape[0],
                               per_sample=not self.split_statistics)
         rm, rv, use_batch, momentum = self._statistics(k)
+        per_sample = isinstance(k, Tensor) and k.dim() == 1
+        if per_sample and self.fused and x.device.type in _FUSED_DEVICES and not torch.compiler.is_compiling():
+            return conditional_batch_norm(x, k, self.condition_weight, self.condition_bias, self.weight,
+                                          self.bias, rm, rv, use_batch, momentum, self.eps)
         scale, shift = self._affine(k)
         if scale is None or scale.dim() == 1:
             # One affine for the whole batch: it folds into BN's own per-channel affine.
             return F.batch_norm(x, rm, rv, scale, shift, use_batch, momentum, self.eps)
-        if self.fused and x.device.type in _FUSED_DEVICES and not torch.compiler.is_compiling():
-            return sample_affine_batch_norm(x, scale, shift, rm, rv, use_batch, momentum, self.eps)
         return sample_affine_batch_norm_reference(x, scale, shift, rm, rv, use_batch, momentum, self.eps)
 
 

@@ -68,7 +68,7 @@ def resolve_condition(
         )
     compiling = _is_compiling()
     if _CHECK_VALUES and not compiling and condition.numel() > 0 and condition.device.type != "meta":
-        lo, hi = int(condition.min()), int(condition.max())
+        lo, hi = (int(v) for v in torch.aminmax(condition))
         if lo < 0 or hi >= k:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{layer}: condition value {bad} is outside [0, {k}) (K={k})")
@@ -100,65 +100,115 @@ def _as_4d(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1, 1)
 
 
+def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps):
+    """Shared forward: statistics (updating running buffers), then one addcmul with the folded affine."""
+    x4 = _as_4d(x).to(_stats_dtype(x))
+    if use_batch_stats:
+        # ATen's Welford kernel; also updates the running statistics in place.
+        mean, var = torch.batch_norm_update_stats(x4, running_mean, running_var, momentum)
+    else:
+        mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
+    invstd = torch.rsqrt(var + eps)
+    s = scale.to(x4.dtype) * invstd
+    t = torch.addcmul(shift.to(x4.dtype), s, mean, value=-1)
+    y = torch.addcmul(t[:, :, None, None], x4, s[:, :, None, None])
+    ctx.use_batch_stats = use_batch_stats
+    return y.to(x.dtype).reshape(x.shape), mean, invstd
+
+
+def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
+    """Shared backward: (grad_x, grad_scale, grad_shift) from per-(sample, channel) reductions."""
+    x4 = _as_4d(x).to(_stats_dtype(x))
+    n, c = x4.shape[:2]
+    channels_last = x4.dim() == 4 and not x4.is_contiguous() and x4.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = _as_4d(grad_out).to(x4.dtype).contiguous(memory_format=fmt)
+    x4 = x4.contiguous(memory_format=fmt)
+    if not channels_last:
+        # Per-(sample, channel) sums in one pass: BN's own backward reduction on the
+        # (1, N*C, H, W) view, with mean 0 and invstd 1, gives sum(g * x) and sum(g).
+        zero, one = x4.new_zeros(n * c), x4.new_ones(n * c)
+        _, sgx, sg = torch.ops.aten.native_batch_norm_backward(
+            g.view(1, n * c, *g.shape[2:]), x4.view(1, n * c, *x4.shape[2:]), None, None, None,
+            zero, one, True, 0.0, [False, True, True])
+        sgx, sg = sgx.view(n, c), sg.view(n, c)
+    else:
+        sg = g.sum((2, 3))
+        sgx = (g * x4).sum((2, 3))
+    scale32 = scale.to(x4.dtype)
+    grad_scale = torch.addcmul(sgx, sg, mean, value=-1).mul_(invstd)  # sum over (h, w) of g * x_hat
+    a = scale32 * invstd  # d y / d x at fixed statistics, per (n, c)
+    if use_batch_stats:
+        count = x4.numel() // c
+        # Means over (n, h, w) of g' = g * scale and of g' * x_hat, from the (N, C) sums.
+        means = (scale32 * torch.stack((sg, grad_scale))).sum(1).div_(count)
+        b = -invstd * invstd * means[1]
+        d = torch.addcmul(-invstd * means[0], b, mean, value=-1)
+        grad_x = torch.addcmul(d[None, :, None, None], x4, b[None, :, None, None])
+        grad_x.addcmul_(g, a[:, :, None, None])
+    else:
+        grad_x = g * a[:, :, None, None]
+    return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
+
+
 class _SampleAffineBatchNorm(torch.autograd.Function):
     """y = scale[n, c] * (x - mean_c) * invstd_c + shift[n, c], with BN statistics over (N, H, W)."""
 
     @staticmethod
     def forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps):
-        shape, out_dtype = x.shape, x.dtype
-        x4 = _as_4d(x).to(_stats_dtype(x))
-        if use_batch_stats:
-            # ATen's Welford kernel; also updates the running statistics in place.
-            mean, var = torch.batch_norm_update_stats(x4, running_mean, running_var, momentum)
-        else:
-            mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
-        invstd = torch.rsqrt(var + eps)
-        s = scale.to(x4.dtype) * invstd
-        t = shift.to(x4.dtype) - s * mean
-        y = torch.addcmul(t[:, :, None, None], x4, s[:, :, None, None])
+        y, mean, invstd = _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps)
         ctx.save_for_backward(x, scale, mean, invstd)
-        ctx.use_batch_stats = use_batch_stats
-        return y.to(out_dtype).reshape(shape)
+        return y
 
     @staticmethod
     def backward(ctx, grad_out):
         x, scale, mean, invstd = ctx.saved_tensors
-        x4 = _as_4d(x).to(_stats_dtype(x))
-        n, c = x4.shape[:2]
-        fmt = torch.channels_last if (x4.dim() == 4 and not x4.is_contiguous() and
-                                      x4.is_contiguous(memory_format=torch.channels_last)) \
-            else torch.contiguous_format
-        g = _as_4d(grad_out).to(x4.dtype).contiguous(memory_format=fmt)
-        x4 = x4.contiguous(memory_format=fmt)
-        if fmt == torch.contiguous_format and g.is_contiguous():
-            # Per-(sample, channel) sums in one pass: BN's own backward reduction on the
-            # (1, N*C, H, W) view, with mean 0 and invstd 1, gives sum(g * x) and sum(g).
-            zero = x4.new_zeros(n * c)
-            one = x4.new_ones(n * c)
-            _, sgx, sg = torch.ops.aten.native_batch_norm_backward(
-                g.view(1, n * c, *g.shape[2:]), x4.view(1, n * c, *x4.shape[2:]), None, None, None,
-                zero, one, True, 0.0, [False, True, True])
-            sgx, sg = sgx.view(n, c), sg.view(n, c)
+        grad_x, grad_scale, grad_shift = _bn_backward(ctx.use_batch_stats, grad_out, x, scale, mean, invstd)
+        return grad_x, grad_scale.to(scale.dtype), grad_shift.to(scale.dtype), None, None, None, None, None
+
+
+class _ConditionalBatchNorm(torch.autograd.Function):
+    """BN, then ``gamma_k * (gamma_sa * x_hat + beta_sa) + beta_k`` with k = index[n], in one node:
+    the table gather and the composition of the affines happen inside, so autograd sees one op."""
+
+    @staticmethod
+    def forward(ctx, x, index, cond_weight, cond_bias, shared_weight, shared_bias,
+                running_mean, running_var, use_batch_stats, momentum, eps):
+        gk, bk = cond_weight[index], cond_bias[index]
+        if shared_weight is None:
+            scale, shift = gk, bk
         else:
-            sg = g.sum((2, 3))
-            sgx = (g * x4).sum((2, 3))
-        scale32 = scale.to(x4.dtype)
-        grad_scale = invstd * (sgx - mean * sg)  # sum over (h, w) of g * x_hat
-        grad_shift = sg
-        a = scale32 * invstd  # d y / d x at fixed statistics, per (n, c)
-        if ctx.use_batch_stats:
-            count = x4.numel() // c
-            mean_gxhat_dir = (scale32 * grad_shift).sum(0) / count     # mean of g' = g * scale
-            mean_gxhat = (scale32 * grad_scale).sum(0) / count         # mean of g' * x_hat
-            b = -invstd * invstd * mean_gxhat
-            d = -invstd * mean_gxhat_dir - b * mean
-            grad_x = torch.addcmul(d[None, :, None, None], x4, b[None, :, None, None])
-            grad_x.addcmul_(g, a[:, :, None, None])
+            scale, shift = gk * shared_weight, torch.addcmul(bk, gk, shared_bias)
+        y, mean, invstd = _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps)
+        ctx.save_for_backward(x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd = ctx.saved_tensors
+        grad_x, ga, gb = _bn_backward(ctx.use_batch_stats, grad_out, x, scale, mean, invstd)
+        ga, gb = ga.to(cond_weight.dtype), gb.to(cond_weight.dtype)
+        grad_sw = grad_sb = None
+        if shared_weight is None:
+            grad_gk = ga
         else:
-            grad_x = g * a[:, :, None, None]
-        grad_x = grad_x.to(x.dtype).reshape(x.shape)
-        return (grad_x, grad_scale.to(scale.dtype), grad_shift.to(scale.dtype),
-                None, None, None, None, None)
+            gk = cond_weight[index]
+            grad_gk = torch.addcmul(ga * shared_weight, gb, shared_bias)
+            grad_sw, grad_sb = (ga * gk).sum(0), (gb * gk).sum(0)
+        grad_cw = torch.zeros_like(cond_weight).index_add_(0, index, grad_gk)
+        grad_cb = torch.zeros_like(cond_weight).index_add_(0, index, gb)
+        return grad_x, None, grad_cw, grad_cb, grad_sw, grad_sb, None, None, None, None, None
+
+
+def conditional_batch_norm(x: Tensor, index: Tensor, cond_weight: Tensor, cond_bias: Tensor,
+                           shared_weight: Optional[Tensor], shared_bias: Optional[Tensor],
+                           running_mean: Optional[Tensor], running_var: Optional[Tensor],
+                           use_batch_stats: bool, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Fused CCBN (``shared_weight=None``) or SaBN with per-sample conditions ``index`` (N,)."""
+    if not use_batch_stats and running_mean is None:
+        raise ValueError("conditional_batch_norm: evaluation without running statistics is undefined")
+    return _ConditionalBatchNorm.apply(x, index, cond_weight, cond_bias, shared_weight, shared_bias,
+                                       running_mean, running_var, use_batch_stats, momentum, eps)
 
 
 def sample_affine_batch_norm(

@@ -37,9 +37,14 @@ def _make(name, c, k, device, fused):
     return build_norm(name, c, k, fused=fused).to(device)
 
 
+def _call(layer, x, y):
+    plain = isinstance(getattr(layer, "_orig_mod", layer), torch.nn.BatchNorm2d) and \
+        type(getattr(layer, "_orig_mod", layer)) is torch.nn.BatchNorm2d
+    return layer(x) if plain else layer(x, y)
+
+
 def _step(layer, x, y, grad):
-    out = layer(x) if isinstance(layer, torch.nn.BatchNorm2d) else layer(x, y)
-    out.backward(grad)
+    _call(layer, x, y).backward(grad)
 
 
 def _saved_bytes(layer, x, y):
@@ -49,7 +54,7 @@ def _saved_bytes(layer, x, y):
         total[0] += t.numel() * t.element_size()
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        layer(x) if isinstance(layer, torch.nn.BatchNorm2d) else layer(x, y)
+        _call(layer, x, y)
     return total[0]
 
 

@@ -112,7 +112,8 @@ class AdvTask(Task):
         a = t.train_attack
         with ctx.autocast():
             # PGD against the adversarial branch in train mode (updates that branch's statistics).
-            x_adv = pgd(model, x, y, a.eps, a.step_size, a.steps, branch=1, random_start=a.random_start)
+            # The attack runs on the unwrapped model: it needs no gradient synchronisation under DDP.
+            x_adv = pgd(unwrap(model), x, y, a.eps, a.step_size, a.steps, branch=1, random_start=a.random_start)
             logits_clean = model(x, 0)
             logits_adv = model(x_adv, 1)
             loss_clean = F.cross_entropy(logits_clean.float(), y)

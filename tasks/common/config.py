@@ -66,6 +66,13 @@ class ResultsConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    enabled: bool = False            # record per-condition gradient balance / diversity (sabn.analysis)
+    every: int = 50                  # steps between records
+    window: int = 1                  # steps accumulated per record (NAS split layers need > 1)
+
+
+@dataclass
 class RunConfig:
     task: Any = None
     norm: NormConfig = field(default_factory=NormConfig)
@@ -74,6 +81,7 @@ class RunConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 def _explain(error: OmegaConfBaseException, where: str, schema) -> ConfigError:

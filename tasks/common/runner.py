@@ -85,16 +85,21 @@ def _restore(state: TaskState, ctx: RunContext, payload: Dict[str, Any]) -> None
     set_rng_state(payload["rng"])
 
 
-def _trim_metrics(run_dir: Path, start: int) -> None:
-    """Keep the metrics of the steps a resumed run keeps; a fresh start sets an old log aside."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return
-    if start == 0:
-        path.rename(run_dir / f"metrics.before-{int(time.time())}.jsonl")
-        return
-    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
-    path.write_text("".join(row + "\n" for row in rows))
+def _trim_logs(run_dir: Path, start: int) -> None:
+    """Keep the log rows of the steps a resumed run keeps; a fresh start sets old logs aside."""
+    for name in ("metrics", "analysis"):
+        path = run_dir / f"{name}.jsonl"
+        if not path.is_file():
+            continue
+        if start == 0:
+            path.rename(run_dir / f"{name}.before-{int(time.time())}.jsonl")
+            continue
+        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
+        path.write_text("".join(row + "\n" for row in rows))
+
+
+def _read_jsonl(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
@@ -138,7 +143,7 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
         start, best = payload["step"], payload["best"]
     prov = provenance(str(device))
     if info.is_main:
-        _trim_metrics(run_dir, start)
+        _trim_logs(run_dir, start)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         (run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
 
@@ -196,6 +201,7 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
             "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
             "protocol": task.protocol(ctx, state), "provenance": {**prov, "end_time": now()},
             "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(run_dir),
+            "analysis": _read_jsonl(run_dir / "analysis.jsonl"),
             "config": OmegaConf.to_container(cfg, resolve=True)})
         out["result_file"] = str(path)
     logger.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -23,21 +24,44 @@ class RunContext:
     logger: MetricsLogger
     run_dir: Path
     scaler: Optional[Any] = None     # torch.amp.GradScaler for fp16 on CUDA
+    monitor: Optional[Any] = None    # sabn.analysis.GradientMonitor when analysis.enabled
 
     def autocast(self):
         """Autocast context for the forward passes (a no-op unless trainer.amp)."""
         dtype = self.amp_dtype
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward and optimizer step, through the grad scaler when one is in use."""
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, observe=None) -> None:
+        """Backward and optimizer step, through the grad scaler when one is in use.
+
+        ``observe=(module, step)`` records the gradient analysis of ``module`` between the two
+        when ``analysis.enabled``.
+        """
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if observe is not None:
+            self.observe_gradients(*observe)
+        if self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             optimizer.step()
+
+    def observe_gradients(self, module: torch.nn.Module, step: int) -> None:
+        """Per-condition gradient balance of ``module``'s conditional norms (sabn.analysis)."""
+        if not self.cfg.analysis.enabled or not self.dist.is_main:
+            return
+        from sabn.analysis import GradientMonitor, scalars
+        if self.monitor is None:
+            self.monitor = GradientMonitor(module, self.cfg.analysis.every, self.cfg.analysis.window)
+        summary = self.monitor.observe(step)
+        if summary:
+            self.logger.log(step + 1, scalars(summary))
+            with open(self.run_dir / "analysis.jsonl", "a") as handle:
+                handle.write(json.dumps({"step": step + 1, "layers": summary}) + "\n")
 
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         """Move a module to the run's device and memory format."""

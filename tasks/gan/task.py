@@ -13,6 +13,7 @@ from torchvision.utils import make_grid, save_image
 from sabn import norm_layer
 
 from ..common.data import TensorBatches, cache_dir, load_dataset
+from ..common.distributed import wrap_ddp
 from ..common.task import RunContext, Task, TaskState
 from .metrics import fid as metrics
 from .metrics.inception import FIDInception, resolve_weights
@@ -86,10 +87,12 @@ class GanTask(Task):
             modules={"generator": g, "discriminator": d, "generator_ema": g_ema},
             optimizers={"generator": torch.optim.Adam(g.parameters(), t.lr, betas=tuple(t.betas)),
                         "discriminator": torch.optim.Adam(d.parameters(), t.lr, betas=tuple(t.betas))},
-            iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed)},
+            iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed,
+                                             rank=ctx.dist.rank, world_size=ctx.dist.world_size)},
             extra={"fixed_z": torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
                    "fixed_y": torch.arange(rows).repeat_interleave(t.sheet_columns)})
-        state.runtime.update(g=ctx.compiled(g), d=ctx.compiled(d), data=data)
+        state.runtime.update(g=ctx.compiled(wrap_ddp(g, ctx.dist, ctx.device)),
+                             d=ctx.compiled(wrap_ddp(d, ctx.dist, ctx.device)), data=data)
         return state
 
     def _real(self, ctx, images):
@@ -128,7 +131,7 @@ class GanTask(Task):
             with ctx.autocast():
                 g_loss = -d(g(z, y_fake), y_fake).float().mean()
             g_opt.zero_grad(set_to_none=True)
-            ctx.step(g_loss, g_opt)
+            ctx.step(g_loss, g_opt, observe=(state.modules["generator"], step))
             self._update_ema(state, t.ema_decay)
             out["g_loss"] = g_loss.item()
         return out

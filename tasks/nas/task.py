@@ -118,6 +118,9 @@ class NasTask(Task):
 
     def build(self, ctx: RunContext) -> TaskState:
         cfg, t = ctx.cfg, ctx.cfg.task
+        if ctx.dist.world_size > 1:
+            raise ValueError("task nas runs on one process: each replica would sample its own ops (and "
+                             "conditions), as the paper's DataParallel caveat says; launch without torchrun")
         if t.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown NAS algorithm '{t.algorithm}'; use one of {ALGORITHMS} "
                              "(second-order DARTS is not implemented)")
@@ -181,6 +184,7 @@ class NasTask(Task):
             logits = forward(xw, t.algorithm, tau)
             loss = F.cross_entropy(logits.float(), yw)
         loss.backward()
+        ctx.observe_gradients(model, step)
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         w_opt.step()
         a_opt.zero_grad(set_to_none=True)

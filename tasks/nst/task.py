@@ -13,6 +13,7 @@ from sabn import build_norm
 from sabn.functional import instance_stats
 
 from ..common.data import TensorBatches, data_search_path
+from ..common.distributed import wrap_ddp
 from ..common.task import RunContext, Task, TaskState
 from .images import list_images, load_resized
 from .vgg import decoder, load_encoder
@@ -63,6 +64,18 @@ def style_loss(g_feats, s_feats) -> torch.Tensor:
     return loss
 
 
+class Stylizer(torch.nn.Module):
+    """The trainable part: the norm at relu4_1 and the decoder, one module so DDP syncs both."""
+
+    def __init__(self, norm: torch.nn.Module, dec: torch.nn.Module) -> None:
+        super().__init__()
+        self.norm, self.decoder = norm, dec
+
+    def forward(self, content_feat: torch.Tensor, style_feat: torch.Tensor):
+        target = self.norm(content_feat, style_feat)
+        return target, self.decoder(target)
+
+
 class NstTask(Task):
     name = "nst"
     norms = NORMS
@@ -105,7 +118,8 @@ class NstTask(Task):
         crop = lambda x: x[..., off:off + t.crop_size, off:off + t.crop_size]  # noqa: E731
         pairs_c = crop(cv).repeat_interleave(len(sv), 0)
         pairs_s = crop(sv).repeat(len(cv), 1, 1, 1)
-        state.runtime.update(encoder=encoder, val=(pairs_c, pairs_s), forward_decoder=ctx.compiled(dec))
+        state.runtime.update(encoder=encoder, val=(pairs_c, pairs_s),
+                             forward=ctx.compiled(wrap_ddp(Stylizer(norm, dec), ctx.dist, ctx.device)))
         return state
 
     def _crops(self, images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -117,12 +131,10 @@ class NstTask(Task):
     def losses(self, state: TaskState, ctx: RunContext, content: torch.Tensor, style: torch.Tensor):
         """Weighted content and style losses of one batch (images in [0, 1] on the device)."""
         t, enc = ctx.cfg.task, state.runtime["encoder"]
-        norm, dec = state.modules["norm"], state.runtime["forward_decoder"]
         with torch.no_grad():
             s_feats = enc(style)
             c_feat = enc(content)[-1]
-        target = norm(c_feat, s_feats[-1])
-        generated = dec(target)
+        target, generated = state.runtime["forward"](c_feat, s_feats[-1])
         g_feats = enc(generated)
         loss_c = F.mse_loss(g_feats[-1], target) * t.content_weight
         loss_s = style_loss(g_feats, s_feats) * t.style_weight

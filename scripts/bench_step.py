@@ -1,0 +1,116 @@
+"""Median time and peak memory of one full training step of a task, fused vs reference norm path.
+
+    python scripts/bench_step.py --task adv --scale cpu            # the cpu-tier model
+    python scripts/bench_step.py --task gan --scale paper_sngan --steps 3
+    python scripts/bench_step.py --all --quick                      # every task, cpu and paper sizes
+
+One step is what the task's train_step does (adv: PGD-7 + clean and adversarial passes; nas: a
+weight and an architecture step; gan: one D step, plus the G step on every n_dis-th; nst: one
+decoder step). Results go to results/bench/step_<task>.json with the hardware. Peak memory is the
+CUDA allocator's peak on GPUs and the process's maximum RSS on CPUs (an upper bound).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tasks.common.distributed import DistInfo  # noqa: E402
+from tasks.common.logging import MetricsLogger  # noqa: E402
+from tasks.common.provenance import hardware  # noqa: E402
+from tasks.common.task import RunContext, get_task  # noqa: E402
+
+DEFAULT_NORM = {"adv": "saauxbn", "nas": "sabn", "gan": "sabn", "nst": "saadain"}
+PAPER_SCALE = {"adv": "paper", "nas": "paper_cifar100", "gan": "paper_sngan", "nst": "paper"}
+# The paper presets point at data this machine may lack; the step itself only needs tensors of the
+# right shape, so the benchmark keeps the paper's model and batch but loads CIFAR-10 / the mirror.
+PAPER_DATA = {"nas": ["data=cifar10", "task.benchmark.dataset=cifar10"],
+              "nst": ["task.content_dirs=[style_transfer/content]", "task.style_dirs=[style_transfer/style]",
+                      "task.val_content_dirs=[]", "task.val_style_dirs=[]"]}
+
+
+def compose(task: str, scale: str, norm: str, overrides):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from tasks.common.config import validate
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=[f"experiment={task}/{scale}", f"norm={norm}", *overrides])
+    return validate(cfg, get_task(task).schema)
+
+
+def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup: int, extra) -> dict:
+    task = get_task(task_name)
+    overrides = list(extra) + (PAPER_DATA.get(task_name, []) if scale.startswith("paper") else [])
+    if norm not in ("bn", "adain", "saadain"):
+        overrides.append(f"+norm.options.fused={str(fused).lower()}")
+    cfg = compose(task_name, scale, norm, overrides)
+    device = torch.device(cfg.trainer.device if cfg.trainer.device != "auto" else
+                          ("cuda" if torch.cuda.is_available() else "cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = RunContext(cfg, device, DistInfo(), MetricsLogger(Path(tmp), enabled=False), Path(tmp))
+        state = task.build(ctx)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for step in range(warmup + steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            task.train_step(state, step, ctx)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if step >= warmup:
+                times.append(time.perf_counter() - start)
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"task": task_name, "scale": scale, "norm": norm, "norm_path": "fused" if fused else "reference",
+            "channels_last": bool(cfg.trainer.channels_last), "compile": bool(cfg.trainer.compile),
+            "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "steps": steps,
+            "peak_bytes": int(peak), "peak_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
+            "device": str(device)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=list(DEFAULT_NORM))
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--scale", default=None, help="preset name; default: cpu and the task's paper preset")
+    p.add_argument("--norm", default=None)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="3 steps after 1 warm-up")
+    p.add_argument("--paths", default="fused,reference", help="norm paths to compare")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.channels_last=true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.warmup = 3, 1
+    tasks = list(DEFAULT_NORM) if args.all or not args.task else [args.task]
+    for name in tasks:
+        scales = [args.scale] if args.scale else ["cpu", PAPER_SCALE[name]]
+        rows = []
+        for scale in scales:
+            for path in args.paths.split(","):
+                norm = args.norm or DEFAULT_NORM[name]
+                if path == "reference" and norm in ("bn", "adain", "saadain"):
+                    continue  # no separate reference path for these
+                row = bench(name, scale, norm, path == "fused", args.steps, args.warmup, args.overrides)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        out = ROOT / "results" / "bench" / f"step_{name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"hardware": hardware(), "rows": rows,
+                                   "command": " ".join(["scripts/bench_step.py", *sys.argv[1:]])}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

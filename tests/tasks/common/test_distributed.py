@@ -1,0 +1,22 @@
+"""The DDP path on CPU: torchrun with 2 gloo processes trains the adv smoke preset."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_torchrun_two_processes_gloo(tmp_path, cifar10):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "train.py", "experiment=adv/smoke", "norm=saauxbn",
+         "trainer.device=cpu", f"paths.run_dir={tmp_path}", "logger.tensorboard=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4], "rank 0 logs once per step"
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+    assert done.stdout.count('"status": "completed"') == 2
