@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736
 
-.PHONY: install test test-all demo bench reproduce-cpu clean
+.PHONY: install test test-all demo bench reproduce-cpu report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,20 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_norms.py --quick
 
+# Every cpu-tier experiment (about 2 hours on 2 cores), then the report.
 reproduce-cpu: $(STAMP)
-	bash scripts/reproduce_adv.sh cpu && bash scripts/reproduce_nas.sh cpu && NORMS="ccbn sabn" bash scripts/reproduce_gan.sh cpu && bash scripts/reproduce_nst.sh cpu
+	bash scripts/reproduce_adv.sh cpu
+	NORMS="bn sabn" bash scripts/reproduce_nas.sh cpu
+	bash scripts/reproduce_gan.sh cpu
+	bash scripts/reproduce_nst.sh cpu
+	$(MAKE) report
+
+# Tables, plots and results/README.md from the committed result files.
+report: $(STAMP)
+	$(PY) scripts/make_tables.py adv nas gan nst
+	$(PY) scripts/plot_results.py adv nas gan nst
+	$(PY) scripts/plot_analysis.py gan nas
+	$(PY) scripts/make_report.py
 
 clean:
 	rm -rf runs outputs .pytest_cache

@@ -46,6 +46,7 @@ class AdvTaskConfig:
     val_examples: int = 1000          # val images used for the per-evaluation PGD-10 check
     test_examples: int = 10000        # test images for the final SA / PGD table
     eval_seed: int = 0
+    eval_restarts: int = 1            # PGD restarts per example at evaluation (worst case counts)
 
 
 class AdvTask(Task):
@@ -127,7 +128,11 @@ class AdvTask(Task):
                 "acc_adv": (logits_adv.argmax(1) == y).float().mean().item(), "lr": lr}
 
     def _accuracy(self, ctx, state, split: str, branch: int, steps: int) -> Dict[str, float]:
-        """Accuracy and mean loss of ``branch`` on clean (steps=0) or PGD-``steps`` inputs, eval mode."""
+        """Accuracy and mean loss of ``branch`` on clean (steps=0) or PGD-``steps`` inputs, eval mode.
+
+        With ``eval_restarts`` > 1 an example counts as robust only if every restart fails (per-example
+        worst case); the loss is the worst restart's.
+        """
         t, model = ctx.cfg.task, unwrap(state.runtime["forward"])
         images, labels = state.runtime["data"][split]
         gen = torch.Generator(device=ctx.device).manual_seed(t.eval_seed)
@@ -136,13 +141,19 @@ class AdvTask(Task):
         for start in range(0, len(labels), t.eval_batch_size):
             x = self._inputs(ctx, images[start:start + t.eval_batch_size])
             y = labels[start:start + t.eval_batch_size].to(ctx.device)
-            if steps:
-                a = t.train_attack
-                x = pgd(model, x, y, a.eps, a.step_size, steps, branch=branch, random_start=True, generator=gen)
-            with torch.no_grad(), ctx.autocast():
-                logits = model(x, branch).float()
-            correct += (logits.argmax(1) == y).sum().item()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            ok = torch.ones_like(y, dtype=torch.bool)
+            worst = torch.full(y.shape, -float("inf"), device=ctx.device)
+            for _ in range(max(t.eval_restarts, 1) if steps else 1):
+                x_eval = x
+                if steps:
+                    a = t.train_attack
+                    x_eval = pgd(model, x, y, a.eps, a.step_size, steps, branch=branch, random_start=True, generator=gen)
+                with torch.no_grad(), ctx.autocast():
+                    logits = model(x_eval, branch).float()
+                ok &= logits.argmax(1) == y
+                worst = torch.maximum(worst, F.cross_entropy(logits, y, reduction="none"))
+            correct += ok.sum().item()
+            loss_sum += worst.sum().item()
         return {"acc": 100.0 * correct / len(labels), "loss": loss_sum / len(labels)}
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
@@ -164,8 +175,8 @@ class AdvTask(Task):
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t = ctx.cfg.task
         return {"threat_model": "Linf", "eps": "8/255" if abs(t.train_attack.eps - 8 / 255) < 1e-9 else str(t.train_attack.eps),
-                "step_size": t.train_attack.step_size, "eval_steps": list(t.eval_steps), "restarts": 1,
-                "random_start": True,
+                "step_size": t.train_attack.step_size, "eval_steps": list(t.eval_steps),
+                "random_start": True, "restarts": t.eval_restarts,
                 "n_test_examples": min(ctx.cfg.data.test_subset or t.test_examples, 10000),
                 "n_val_examples": min(t.val_examples, t.val_size),
                 "eval_mode": "model.eval(); attack against the evaluated branch",

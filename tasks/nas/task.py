@@ -14,6 +14,7 @@ from sabn import build_norm
 from ..common.data import TensorBatches, data_search_path, load_dataset, random_crop_flip
 from ..common.task import RunContext, Task, TaskState
 from .benchmark import open_benchmark
+from .darts_v2 import unrolled_alpha_gradient
 from .space import OPS, genotype_from_choices, genotype_to_arch_str
 from .supernet import SuperNet
 
@@ -27,7 +28,7 @@ NORMS = {
 MEAN_STD = {"cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
             "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
             "imagenet16-120": ((122.68, 116.66, 104.01), (63.22, 61.26, 65.09))}
-ALGORITHMS = ("darts", "gdas")
+ALGORITHMS = ("darts", "darts_v2", "gdas")   # first-order DARTS, second-order DARTS, GDAS
 
 
 @dataclass
@@ -40,7 +41,7 @@ class BenchmarkConfig:
 @dataclass
 class NasTaskConfig:
     name: str = "nas"
-    algorithm: str = "darts"          # darts (first order) | gdas
+    algorithm: str = "darts"          # darts (first order) | darts_v2 (second order) | gdas
     channels: int = 16
     cells: int = 5
     epochs: int = 50                  # the cosine period T
@@ -122,8 +123,7 @@ class NasTask(Task):
             raise ValueError("task nas runs on one process: each replica would sample its own ops (and "
                              "conditions), as the paper's DataParallel caveat says; launch without torchrun")
         if t.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown NAS algorithm '{t.algorithm}'; use one of {ALGORITHMS} "
-                             "(second-order DARTS is not implemented)")
+            raise ValueError(f"unknown NAS algorithm '{t.algorithm}'; use one of {ALGORITHMS}")
         w_data, a_data, split_note, train = self._search_data(ctx)
         if cfg.data.train_subset:
             w_data = tuple(v[:cfg.data.train_subset] for v in w_data)
@@ -177,25 +177,33 @@ class NasTask(Task):
         xw, xa = self._inputs(ctx, state, xw, gen), self._inputs(ctx, state, xa, gen)
         yw, ya = yw.to(ctx.device), ya.to(ctx.device)
         model.train()
+        mode = "gdas" if t.algorithm == "gdas" else "darts"
+        if t.algorithm == "darts_v2":
+            # Second order: the architecture step comes first, through an unrolled weight step.
+            a_opt.zero_grad(set_to_none=True)
+            a_loss = unrolled_alpha_gradient(model, w_opt, xw, yw, xa, ya, mode)
+            a_opt.step()
         # Weight step. Like the reference, only the weights' gradients are zeroed first, so the clip
         # norm also sees the alphas' gradients; the alphas are then zeroed before their own step.
         w_opt.zero_grad(set_to_none=True)
         with ctx.autocast():
-            logits = forward(xw, t.algorithm, tau)
+            logits = forward(xw, mode, tau)
             loss = F.cross_entropy(logits.float(), yw)
         loss.backward()
         ctx.observe_gradients(model, step)
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         w_opt.step()
-        a_opt.zero_grad(set_to_none=True)
-        with ctx.autocast():
-            a_logits = forward(xa, t.algorithm, tau)
-            a_loss = F.cross_entropy(a_logits.float(), ya)
-        a_loss.backward()
-        a_opt.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(1) == yw).float().mean().item() * 100,
-                "arch_loss": a_loss.item(), "arch_acc": (a_logits.argmax(1) == ya).float().mean().item() * 100,
-                "lr": lr, "tau": tau}
+        out = {"loss": loss.item(), "acc": (logits.argmax(1) == yw).float().mean().item() * 100, "lr": lr, "tau": tau}
+        if t.algorithm != "darts_v2":
+            a_opt.zero_grad(set_to_none=True)
+            with ctx.autocast():
+                a_logits = forward(xa, mode, tau)
+                a_loss = F.cross_entropy(a_logits.float(), ya)
+            a_loss.backward()
+            a_opt.step()
+            out["arch_acc"] = (a_logits.argmax(1) == ya).float().mean().item() * 100
+        out["arch_loss"] = a_loss.item()
+        return out
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
         model, bench = state.modules["model"], state.runtime["benchmark"]

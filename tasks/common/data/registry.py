@@ -53,4 +53,4 @@ def load_dataset(name: str, split: str, root: Optional[str] = None) -> ImageData
         "Set data.root=<dir> or SABN_DATA_DIR=<dir> to point at your copy.")
 
 
-from . import cifar, imagenet16  # noqa: E402,F401  (register their loaders)
+from . import cifar, imagenet, imagenet16  # noqa: E402,F401  (register their loaders)

@@ -79,3 +79,21 @@ def test_random_crop_flip_keeps_content():
         assert torch.equal(out[i], img[i]) or torch.equal(out[i], img[i].flip(-1))
     padded = random_crop_flip(img, 2, torch.Generator().manual_seed(1))
     assert padded.shape == img.shape
+
+
+def test_imagenet_subset_needs_all_class_folders(tmp_path):
+    from tasks.common.data.imagenet import load_dogs_and_cats
+    root = tmp_path / "imagenet" / "train"
+    for i in range(5):
+        (root / f"n{i:08d}").mkdir(parents=True)
+    with pytest.raises(ValueError, match="has 5 class folders"):
+        load_dogs_and_cats(tmp_path, "train")
+    assert load_dogs_and_cats(tmp_path / "nothing", "train") is None
+
+
+def test_sngan128_shapes():
+    from sabn import norm_layer
+    from tasks.gan.models.registry import build_gan
+    g, d = build_gan("sngan128", norm_layer("sabn", num_conditions=143), 143, 4, 4, 16)
+    x = g(torch.randn(2, 16), torch.tensor([0, 142]))
+    assert x.shape == (2, 3, 128, 128) and d(x, torch.tensor([0, 142])).shape == (2,)
