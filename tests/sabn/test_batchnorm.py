@@ -209,3 +209,19 @@ def test_one_dimensional_inputs():
     ref = SandwichBatchNorm2d(4, 2, fused=False)
     ref.load_state_dict(layer.state_dict())
     torch.testing.assert_close(layer(x, y), ref(x, y), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_sample_affine_function_matches_reference_and_gradcheck(training):
+    from sabn import sample_affine_batch_norm, sample_affine_batch_norm_reference
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    scale = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    shift = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    rm, rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64) * 2
+
+    def fused(*args):
+        return sample_affine_batch_norm(*args, rm.clone(), rv.clone(), training)
+    assert torch.autograd.gradcheck(fused, (x, scale, shift))
+    torch.testing.assert_close(fused(x, scale, shift),
+                               sample_affine_batch_norm_reference(x, scale, shift, rm.clone(), rv.clone(), training))
