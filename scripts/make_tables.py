@@ -60,9 +60,10 @@ NORM_ORDER = ["bn", "ccbn", "auxbn", "sabn", "split_sabn", "saauxbn", "adain", "
 def _fmt(values):
     if not values:
         return "n/a"
+    digits = 4 if max(abs(v) for v in values) < 1 else 2   # KID and losses below 1 need more
     if len(values) == 1:
-        return f"{values[0]:.2f} (n=1)"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
+        return f"{values[0]:.{digits}f} (n=1)"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
 
 
 def load(task: str):
