@@ -61,8 +61,8 @@ class AdvTask(Task):
         check_eps(t.train_attack.eps), check_eps(t.train_attack.step_size, "step_size")
         make_norm = norm_layer(cfg.norm.name, num_conditions=2, **cfg.norm.options)
         model = ctx.prepare(PreActResNet(make_norm, tuple(t.blocks), t.width, num_classes=10))
-        train = load_dataset(cfg.data.name, "train", cfg.data.root)
-        test = load_dataset(cfg.data.name, "test", cfg.data.root)
+        train = load_dataset(cfg.data.name, "train", cfg.data.root, cfg.data.download)
+        test = load_dataset(cfg.data.name, "test", cfg.data.root, cfg.data.download)
         if len(train.classes) != 10:
             raise ValueError(f"task adv expects 10 classes, data set '{cfg.data.name}' has {len(train.classes)}")
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.split_seed))

@@ -38,6 +38,7 @@ class DataConfig:
     train_subset: int = 0            # first-k of a seeded permutation (0: all)
     test_subset: int = 0
     num_workers: int = 0             # data is preloaded as tensors; workers are rarely useful
+    download: bool = True            # fetch CIFAR with torchvision when no copy is found (needs network)
 
 
 @dataclass

@@ -65,7 +65,7 @@ class GanTask(Task):
         cfg, t = ctx.cfg, ctx.cfg.task
         if t.ema_buffers not in ("live", "ema"):
             raise ValueError(f"task.ema_buffers must be 'live' or 'ema', got '{t.ema_buffers}'")
-        data = load_dataset(cfg.data.name, "train", cfg.data.root)
+        data = load_dataset(cfg.data.name, "train", cfg.data.root, cfg.data.download)
         if len(data.classes) != t.num_classes:
             raise ValueError(f"data set '{cfg.data.name}' has {len(data.classes)} classes but "
                              f"task.num_classes={t.num_classes}")
@@ -152,7 +152,8 @@ class GanTask(Task):
 
     def _reference(self, state: TaskState, ctx: RunContext, net: FIDInception) -> Dict[str, np.ndarray]:
         cfg, f = ctx.cfg, ctx.cfg.task.fid
-        data = state.runtime["data"] if f.reference_split == "train" else load_dataset(cfg.data.name, f.reference_split, cfg.data.root)
+        data = state.runtime["data"] if f.reference_split == "train" else \
+            load_dataset(cfg.data.name, f.reference_split, cfg.data.root, cfg.data.download)
         count = min(f.reference_count, len(data))
         key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]

@@ -82,14 +82,14 @@ class NasTask(Task):
         set for the weights, the x-valid half of the test set (NAS-Bench-201's split file) for alpha.
         """
         cfg = ctx.cfg
-        train = load_dataset(cfg.data.name, "train", cfg.data.root)
+        train = load_dataset(cfg.data.name, "train", cfg.data.root, cfg.data.download)
         if cfg.data.name == "cifar10":
             w_idx, a_idx, note = self._split(ctx, train)
             return (train.images[w_idx], train.labels[w_idx]), (train.images[a_idx], train.labels[a_idx]), note, train
         split_name = {"cifar100": "cifar100-test-split.txt", "imagenet16-120": "imagenet-16-120-test-split.txt"}
         if cfg.data.name not in split_name:
             raise ValueError(f"task nas searches on cifar10, cifar100 or imagenet16-120, not '{cfg.data.name}'")
-        test = load_dataset(cfg.data.name, "test" if cfg.data.name == "cifar100" else "valid", cfg.data.root)
+        test = load_dataset(cfg.data.name, "test" if cfg.data.name == "cifar100" else "valid", cfg.data.root, cfg.data.download)
         for root in data_search_path(cfg.data.root):
             f = root / "nasbench201" / "splits" / split_name[cfg.data.name]
             if f.is_file():

@@ -1,6 +1,7 @@
 """Registered data sets. Each loader returns uint8 images (N, C, H, W) and int64 labels in memory."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -35,8 +36,27 @@ def register_dataset(name: str, layouts: str):
     return wrap
 
 
-def load_dataset(name: str, split: str, root: Optional[str] = None) -> ImageDataset:
-    """Find data set ``name`` on the search path and load ``split`` ('train' or 'test') into memory."""
+# Data sets torchvision can download, and the folder (under the first search place) they go to.
+DOWNLOADABLE = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+
+
+def _download(name: str, target: Path) -> Optional[str]:
+    """Fetch a data set with torchvision; returns why it failed, or None."""
+    import torchvision
+    try:
+        getattr(torchvision.datasets, DOWNLOADABLE[name])(str(target / name), train=True, download=True)
+        getattr(torchvision.datasets, DOWNLOADABLE[name])(str(target / name), train=False, download=True)
+    except Exception as error:  # no network, proxy, disk full: all end in the same clear message
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return None
+
+
+def load_dataset(name: str, split: str, root: Optional[str] = None, download: bool = False) -> ImageDataset:
+    """Find data set ``name`` on the search path and load ``split`` ('train' or 'test') into memory.
+
+    With ``download`` (and $SABN_OFFLINE unset) a missing CIFAR set is fetched by torchvision into
+    the first search place (``data.root``, else $SABN_DATA_DIR, else ./data).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown data set '{name}'; known: {', '.join(sorted(DATASETS))}")
     loader, layouts = DATASETS[name]
@@ -46,11 +66,17 @@ def load_dataset(name: str, split: str, root: Optional[str] = None) -> ImageData
             found = loader(place, split)
             if found is not None:
                 return found
+    failure = "download is off (data.download=false or SABN_OFFLINE=1)"
+    if download and name in DOWNLOADABLE and os.environ.get("SABN_OFFLINE") != "1":
+        failure = _download(name, places[0])
+        if failure is None:
+            return load_dataset(name, split, root, download=False)
+        failure = f"download failed ({failure})"
     searched = "\n  ".join(str(p) for p in places)
     raise DataNotFoundError(
         f"data set '{name}' ({split}) not found. Searched:\n  {searched}\n"
         f"Accepted layouts under any of these:\n{layouts}\n"
-        "Set data.root=<dir> or SABN_DATA_DIR=<dir> to point at your copy.")
+        f"Set data.root=<dir> or SABN_DATA_DIR=<dir> to point at your copy; {failure}.")
 
 
 from . import cifar, imagenet, imagenet16  # noqa: E402,F401  (register their loaders)

@@ -97,3 +97,16 @@ def test_sngan128_shapes():
     g, d = build_gan("sngan128", norm_layer("sabn", num_conditions=143), 143, 4, 4, 16)
     x = g(torch.randn(2, 16), torch.tensor([0, 142]))
     assert x.shape == (2, 3, 128, 128) and d(x, torch.tensor([0, 142])).shape == (2,)
+
+
+def test_failed_download_is_reported_with_the_search_path(tmp_path, monkeypatch):
+    import tasks.common.data.paths as paths
+    import tasks.common.data.registry as registry
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.delenv("SABN_DATA_DIR", raising=False)
+    monkeypatch.delenv("SABN_OFFLINE", raising=False)
+    calls = []
+    monkeypatch.setattr(registry, "_download", lambda name, target: calls.append(target) or "URLError: offline")
+    with pytest.raises(DataNotFoundError, match="download failed \\(URLError: offline\\)"):
+        load_dataset("cifar10", "train", root=str(tmp_path / "mine"), download=True)
+    assert calls == [tmp_path / "mine"]
