@@ -108,8 +108,17 @@ def main(argv=None):
                 print(json.dumps(row), flush=True)
         out = ROOT / "results" / "bench" / f"step_{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"hardware": hardware(), "rows": rows,
-                                   "command": " ".join(["scripts/bench_step.py", *sys.argv[1:]])}, indent=2) + "\n")
+        command = " ".join(["scripts/bench_step.py", *sys.argv[1:]])
+        for row in rows:
+            row["command"] = command
+        key = lambda r: (r["scale"], r["norm"], r["norm_path"], r["channels_last"], r["compile"], r["device"])  # noqa: E731
+        kept = json.loads(out.read_text())["rows"] if out.is_file() else []
+        fresh = {key(r) for r in rows}
+        merged = [r for r in kept if key(r) not in fresh] + rows
+        out.write_text(json.dumps({"hardware": hardware(), "rows": merged,
+                                   "note": "peak_bytes on CPU is the process's maximum RSS so far "
+                                           "(cumulative over the rows of one invocation: an upper bound)"},
+                                  indent=2) + "\n")
 
 
 if __name__ == "__main__":
