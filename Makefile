@@ -1,4 +1,4 @@
-# make demo: set up, then run the main job (a real SaBN-vs-baseline comparison, ~10 min on 2 CPU cores)
+# make demo: set up, then run the main job (a real SaBN-vs-baseline comparison, ~2 min on 2 CPU cores after setup)
 # make test: set up, then run the tests
 PYTHON ?= python3
 VENV := .venv
