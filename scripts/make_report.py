@@ -29,7 +29,7 @@ DEVIATIONS = {
     "nas": ["CIFAR-10 search (a seeded 50/50 split of the mirror's train set, 6400 + 6400 images) instead of "
             "CIFAR-100 / ImageNet16-120; ground truth is CIFAR-10 test (ori-test) of NAS-Bench-201",
             "supernet C=8, one cell per stage (3 cells) instead of C=16, five cells per stage (15 cells)",
-            "6 search epochs with cosine T = 6 instead of 35 epochs of T = 50", "no CCBN arm at this scale"],
+            "6 search epochs with cosine T = 6 instead of 35 epochs of T = 50"],
     "gan": ["SNGAN-32 with 64-channel G and D instead of G 256 / D 128", "300 steps with n_dis = 1 at batch 64 "
             "instead of 50k G steps with n_dis = 5 and G batch 128; EMA decay 0.99 instead of 0.999",
             "FID / KID on 1000 samples against 5000 CIFAR-10 train images (FID below 2048 samples is biased "
