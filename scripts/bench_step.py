@@ -3,6 +3,7 @@
     python scripts/bench_step.py --task adv --scale cpu            # the cpu-tier model
     python scripts/bench_step.py --task gan --scale paper_sngan --steps 3
     python scripts/bench_step.py --all --quick                      # every task, cpu and paper sizes
+    python scripts/bench_step.py --task gan --scale cpu --paths fused --profile   # where the time goes
 
 One step is what the task's train_step does (adv: PGD-7 + clean and adversarial passes; nas: a
 weight and an architecture step; gan: one D step, plus the G step on every n_dis-th; nst: one
@@ -12,6 +13,7 @@ CUDA allocator's peak on GPUs and the process's maximum RSS on CPUs (an upper bo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -48,7 +51,8 @@ def compose(task: str, scale: str, norm: str, overrides):
     return validate(cfg, get_task(task).schema)
 
 
-def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup: int, extra) -> dict:
+def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup: int, extra,
+          profile: Optional[Path] = None) -> dict:
     task = get_task(task_name)
     overrides = list(extra) + (PAPER_DATA.get(task_name, []) if scale.startswith("paper") else [])
     if norm not in ("bn", "adain", "saadain"):
@@ -62,15 +66,22 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         times = []
-        for step in range(warmup + steps):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
+        for step in range(warmup):
             task.train_step(state, step, ctx)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if step >= warmup:
+        with _profiler(profile, device) as prof:
+            for step in range(warmup, warmup + steps):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                task.train_step(state, step, ctx)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)
+        if profile is not None:
+            sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            header = f"# {task_name} {scale} norm={norm} path={'fused' if fused else 'reference'}, {steps} steps\n"
+            profile.write_text(header + prof.key_averages().table(sort_by=sort, row_limit=30) + "\n")
+            print(profile.read_text())
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"task": task_name, "scale": scale, "norm": norm, "norm_path": "fused" if fused else "reference",
@@ -78,6 +89,14 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
             "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "steps": steps,
             "peak_bytes": int(peak), "peak_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
             "device": str(device)}
+
+
+def _profiler(path: Optional[Path], device: torch.device):
+    if path is None:
+        return contextlib.nullcontext()
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    return profile(activities=acts)
 
 
 def main(argv=None):
@@ -90,6 +109,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="3 steps after 1 warm-up")
     p.add_argument("--paths", default="fused,reference", help="norm paths to compare")
+    p.add_argument("--profile", action="store_true",
+                   help="torch.profiler over the timed steps; top ops to results/bench/profile_<task>_<scale>_<path>.txt")
     p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. trainer.channels_last=true")
     args = p.parse_args(argv)
     if args.quick:
@@ -103,7 +124,8 @@ def main(argv=None):
                 norm = args.norm or DEFAULT_NORM[name]
                 if path == "reference" and norm in ("bn", "adain", "saadain"):
                     continue  # no separate reference path for these
-                row = bench(name, scale, norm, path == "fused", args.steps, args.warmup, args.overrides)
+                prof = ROOT / "results" / "bench" / f"profile_{name}_{scale}_{path}.txt" if args.profile else None
+                row = bench(name, scale, norm, path == "fused", args.steps, args.warmup, args.overrides, prof)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         out = ROOT / "results" / "bench" / f"step_{name}.json"

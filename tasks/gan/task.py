@@ -18,6 +18,7 @@ from ..common.task import RunContext, Task, TaskState
 from .metrics import fid as metrics
 from .metrics.inception import FIDInception, resolve_weights
 from .models.registry import MODELS, build_gan
+from .models.sngan import refresh_spectral_norm
 
 NORMS = ("bn", "ccbn", "sabn")
 
@@ -33,6 +34,7 @@ class FIDConfig:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
+    intra_class_samples: int = 0      # per class; > 0 adds intra-class FID (mean of per-class FIDs)
 
 
 @dataclass
@@ -49,6 +51,7 @@ class GanTaskConfig:
     lr: float = 2e-4
     betas: List[float] = field(default_factory=lambda: [0.0, 0.9])
     ema_decay: float = 0.999
+    ema_start: int = 0                # G steps during which the EMA copies G (BigGAN: 1000)
     ema_buffers: str = "live"         # live: BN statistics of the live G (official); ema: averaged too
     sheet_columns: int = 10
     fid: FIDConfig = field(default_factory=FIDConfig)
@@ -105,10 +108,15 @@ class GanTask(Task):
                 torch.randint(0, t.num_classes, (n,), device=ctx.device))
 
     @torch.no_grad()
-    def _update_ema(self, state: TaskState, decay: float) -> None:
+    def _update_ema(self, state: TaskState, decay: float, buffers: bool) -> None:
+        """ema <- decay * ema + (1 - decay) * live, for the parameters and, with ``buffers``, the floating
+        buffers too (BigGAN averages its whole state dict); integer counters are copied."""
         live, ema = state.modules["generator"], state.modules["generator_ema"]
         ema_params, live_params = list(ema.parameters()), list(live.parameters())
         torch._foreach_lerp_(ema_params, live_params, 1.0 - decay)
+        if buffers:
+            for b_ema, b_live in zip(ema.buffers(), live.buffers()):
+                b_ema.lerp_(b_live, 1.0 - decay) if b_ema.is_floating_point() else b_ema.copy_(b_live)
 
     def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
         t = ctx.cfg.task
@@ -132,7 +140,8 @@ class GanTask(Task):
                 g_loss = -d(g(z, y_fake), y_fake).float().mean()
             g_opt.zero_grad(set_to_none=True)
             ctx.step(g_loss, g_opt, observe=(state.modules["generator"], step))
-            self._update_ema(state, t.ema_decay)
+            g_step = step // t.n_dis
+            self._update_ema(state, t.ema_decay if g_step >= t.ema_start else 0.0, t.ema_buffers == "ema")
             out["g_loss"] = g_loss.item()
         return out
 
@@ -142,6 +151,7 @@ class GanTask(Task):
         if ctx.cfg.task.ema_buffers == "live":
             for b_ema, b_live in zip(g_ema.buffers(), state.modules["generator"].buffers()):
                 b_ema.copy_(b_live)
+        refresh_spectral_norm(g_ema)
         return g_ema.eval()
 
     def _inception(self, state: TaskState, ctx: RunContext) -> FIDInception:
@@ -161,7 +171,9 @@ class GanTask(Task):
         def compute():
             batches = (data.images[order[i:i + f.batch_size]].float() / 255 for i in range(0, count, f.batch_size))
             return metrics.extract(net, batches, ctx.device)["pool3"]
-        return metrics.load_or_compute_reference(key, compute, cache_dir())
+        ref = metrics.load_or_compute_reference(key, compute, cache_dir())
+        ref["labels"] = data.labels[order].numpy()   # the order is seeded, so not cached
+        return ref
 
     @torch.no_grad()
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
@@ -171,9 +183,10 @@ class GanTask(Task):
         net = self._inception(state, ctx)
         gen = torch.Generator(device=ctx.device).manual_seed(2024)
 
-        def sample(n):
+        def sample(n, label=None):
             z = torch.randn(n, t.z_dim, generator=gen, device=ctx.device)
-            y = torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device)
+            y = (torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device) if label is None
+                 else torch.full((n,), label, dtype=torch.long, device=ctx.device))
             return (g(z, y).float() + 1) / 2
         fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
                                want_logits=net.has_logits)
@@ -181,6 +194,11 @@ class GanTask(Task):
         out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["pool3"]), ref)}
         out.update(metrics.kid(fake["pool3"], ref["features"].astype(np.float64), f.kid_subsets, f.kid_subset_size))
         out.update(metrics.optional_inception_score(fake.get("logits"), net.source, f.is_splits))
+        if f.intra_class_samples > 0:
+            per_class = {c: metrics.extract(net, metrics.batches_from(lambda n, c=c: sample(n, c), f.intra_class_samples,
+                                                                      f.batch_size), ctx.device)["pool3"]
+                         for c in range(t.num_classes)}
+            out.update(metrics.intra_class_fid(per_class, ref["features"], ref["labels"]))
         return out
 
     def _save_sheet(self, state, ctx, g, step: int) -> None:
@@ -202,6 +220,8 @@ class GanTask(Task):
                 "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",
                 "labels": "uniform", "fid": "pytorch-fid preprocessing, float64 statistics, scipy sqrtm",
                 "kid": f"cubic polynomial kernel, {f.kid_subsets} subsets of <= {f.kid_subset_size}",
+                "intra_class_fid": (f"{f.intra_class_samples} samples per class vs that class's reference images"
+                                    if f.intra_class_samples > 0 else "off"),
                 "n_dis": t.n_dis, "batch": f"D {t.d_batch_size} / G {t.g_batch_size}"}
 
 

@@ -28,9 +28,9 @@ def extract(network: torch.nn.Module, batches: Iterable[Tensor], device: torch.d
     return result
 
 
-def statistics(features: np.ndarray) -> Dict[str, np.ndarray]:
+def statistics(features: np.ndarray, warn: bool = True) -> Dict[str, np.ndarray]:
     """Mean and covariance (float64) of (N, D) features; warns when N < D (the estimate is biased)."""
-    if len(features) < features.shape[1]:
+    if warn and len(features) < features.shape[1]:
         warnings.warn(f"FID from {len(features)} samples < feature dimension {features.shape[1]}: the "
                       "covariance is rank-deficient and the FID is biased upwards; compare numbers only "
                       "at equal sample counts", stacklevel=2)
@@ -41,6 +41,24 @@ def frechet_distance(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> floa
     """pytorch-fid's Frechet distance (scipy sqrtm, with its fallback for singular products)."""
     from pytorch_fid.fid_score import calculate_frechet_distance
     return float(calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"]))
+
+
+def intra_class_fid(fake: Dict[int, np.ndarray], ref_features: np.ndarray, ref_labels: np.ndarray) -> Dict[str, object]:
+    """Intra-class FID (Miyato & Koyama, 2018): the mean over classes c of FID(generated images of class c,
+    reference images of class c). ``fake`` maps each class to its generated features."""
+    per_class, smallest = [], None
+    for c, feats in sorted(fake.items()):
+        real = ref_features[ref_labels == c].astype(np.float64)
+        if len(real) < 2 or len(feats) < 2:
+            raise ValueError(f"intra-class FID needs >= 2 images of class {c} on both sides; the reference has "
+                             f"{len(real)} and {len(feats)} were generated: raise task.fid.reference_count / "
+                             "task.fid.intra_class_samples")
+        smallest = min(len(real), len(feats), smallest or len(real))
+        per_class.append(frechet_distance(statistics(feats, warn=False), statistics(real, warn=False)))
+    if smallest is not None and smallest < ref_features.shape[1]:
+        warnings.warn(f"intra-class FID from {smallest} images per class < feature dimension "
+                      f"{ref_features.shape[1]}: biased upwards, compare only at equal counts", stacklevel=2)
+    return {"intra_fid": float(np.mean(per_class)), "intra_fid_per_class": [round(v, 4) for v in per_class]}
 
 
 def kid(x: np.ndarray, y: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> Dict[str, float]:

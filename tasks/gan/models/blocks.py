@@ -3,10 +3,36 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 NormLayer = Callable[[int], nn.Module]
+
+
+class _Upsample2xNearest(torch.autograd.Function):
+    """Nearest x2 upsampling of an NCHW tensor: forward by two repeat_interleaves, backward by ATen's
+    own kernel. On CPU, F.interpolate's NCHW forward goes through channels_last copies and took 4-6x
+    as long (scripts/bench_step.py --profile, cpu-tier SNGAN step); the result is identical."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.input_size = list(x.shape)
+        return x.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> Tensor:
+        h, w = ctx.input_size[-2:]
+        return torch.ops.aten.upsample_nearest2d_backward(grad.contiguous(), [2 * h, 2 * w], ctx.input_size, 2.0, 2.0)
+
+
+def upsample2x(x: Tensor) -> Tensor:
+    """``F.interpolate(x, scale_factor=2, mode="nearest")``, without the CPU detour."""
+    if x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and not torch.compiler.is_compiling():
+        return _Upsample2xNearest.apply(x)
+    return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 class GenBlock(nn.Module):
@@ -19,9 +45,9 @@ class GenBlock(nn.Module):
         self.c_sc = nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x: Tensor, y) -> Tensor:
-        h = F.interpolate(F.relu(self.b1(x, y)), scale_factor=2, mode="nearest")
+        h = upsample2x(F.relu(self.b1(x, y)))
         h = self.c2(F.relu(self.b2(self.c1(h), y)))
-        return h + self.c_sc(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return h + self.c_sc(upsample2x(x))
 
 
 class OptimizedDisBlock(nn.Module):
@@ -76,6 +102,8 @@ class AutoGANCell(nn.Module):
 
     def _up(self, x: Tensor, size=None) -> Tensor:
         kwargs = {"align_corners": False} if self.up_mode == "bilinear" else {}
+        if size is None and self.up_mode == "nearest":
+            return upsample2x(x)
         if size is None:
             return F.interpolate(x, scale_factor=2, mode=self.up_mode, **kwargs)
         return F.interpolate(x, size=size, mode=self.up_mode, **kwargs)

@@ -28,15 +28,25 @@ def _sngan128(norm_layer, num_classes, g_ch, d_ch, z_dim):
     return g, d
 
 
+def _biggan32(norm_layer, num_classes, g_ch, d_ch, z_dim):
+    """BigGAN-PyTorch's CIFAR architecture (G_ch = D_ch = 64, widths x4 = 256, no attention, not
+    hierarchical, no shared embedding): SNGAN-32's block layout with N02 init, spectral norm in G
+    as well, and a biased D output linear. ``g_ch`` / ``d_ch`` are the block widths (256 / 256)."""
+    g = SNGANGenerator(norm_layer, (g_ch,) * 4, z_dim, bottom=4, init="n02", spectral=True)
+    d = ProjectionDiscriminator(num_classes, (d_ch,) * 4, (True, True, False, False), init="n02",
+                                linear_bias=True)
+    return g, d
+
+
 MODELS: Dict[str, Tuple[Builder, int]] = {   # name -> (builder, image resolution)
     "sngan32": (_sngan32, 32),
     "autogan32": (_autogan32, 32),
     "sngan128": (_sngan128, 128),
+    "biggan32": (_biggan32, 32),
 }
 
 
 def build_gan(name: str, norm_layer: NormLayer, num_classes: int, g_ch: int, d_ch: int, z_dim: int):
     if name not in MODELS:
-        raise ValueError(f"unknown GAN model '{name}'; known: {', '.join(MODELS)} "
-                         "(BigGAN-32 is not implemented yet)")
+        raise ValueError(f"unknown GAN model '{name}'; known: {', '.join(MODELS)} (set task.model)")
     return MODELS[name][0](norm_layer, num_classes, g_ch, d_ch, z_dim)

@@ -1,11 +1,14 @@
-"""SNGAN generators and projection discriminators (32 px CIFAR-10, 128 px ImageNet subset), and AutoGAN-a."""
+"""Residual generators and projection discriminators: SNGAN (32 px CIFAR-10, 128 px ImageNet subset),
+AutoGAN-a, and BigGAN-32 (the same residual layout with BigGAN's init and spectral norm in G too)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Dict, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from sabn import ConditionalBatchNorm2d
 
 from .blocks import AutoGANCell, DisBlock, GenBlock, NormLayer, OptimizedDisBlock
 
@@ -23,6 +26,45 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def init_n02(module: nn.Module) -> None:
+    """BigGAN-PyTorch's ``N02`` init: Conv2d / Linear / Embedding weights ~ N(0, 0.02), biases default.
+
+    BigGAN's ccbn scales by ``1 + gain(y)`` with ``gain`` an N02 embedding, which is a conditional gamma
+    ~ N(1, 0.02) (the layer's own default, and the same function and Adam trajectory); its ``bias(y)``
+    embedding is N02 too, so the conditional betas are drawn here. Plain BatchNorm2d keeps 1 / 0.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, ConditionalBatchNorm2d) and m.condition_bias is not None:
+            nn.init.normal_(m.condition_bias, 0.0, 0.02)
+
+
+@torch.no_grad()
+def refresh_spectral_norm(module: nn.Module, iters: int = 10) -> None:
+    """Re-run the power iteration of every spectral-normed weight on its current value.
+
+    An EMA copy's ``u``, ``v`` come from the live weights (or are averages that are no longer unit
+    vectors), and in eval mode torch's spectral norm uses the stored vectors as they are.
+    """
+    from torch.nn.utils.parametrizations import _SpectralNorm
+    for m in module.modules():
+        plist = getattr(getattr(m, "parametrizations", None), "weight", None)
+        for p in plist or ():
+            if isinstance(p, _SpectralNorm) and hasattr(p, "_u"):
+                p._power_method(p._reshape_weight_to_matrix(plist.original), iters)
+
+
+INITS: Dict[str, Callable[[nn.Module], None]] = {"xavier": init_weights, "n02": init_n02}
+
+
+def apply_spectral_norm(module: nn.Module, kinds=(nn.Conv2d, nn.Linear, nn.Embedding)) -> None:
+    """Spectral norm (one power iteration per step) on every layer of the given kinds; after init."""
+    for m in list(module.modules()):
+        if isinstance(m, kinds):
+            spectral_norm(m)
+
+
 class _ToRGB(nn.Sequential):
     def __init__(self, channels: int) -> None:
         super().__init__(nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, 3, 3, 1, 1), nn.Tanh())
@@ -32,13 +74,15 @@ class SNGANGenerator(nn.Module):
     """z (N, z_dim), y (N,) -> images in [-1, 1]. ``channels`` lists block widths (first = bottom)."""
 
     def __init__(self, norm_layer: NormLayer, channels: Sequence[int] = (256, 256, 256, 256),
-                 z_dim: int = 128, bottom: int = 4) -> None:
+                 z_dim: int = 128, bottom: int = 4, init: str = "xavier", spectral: bool = False) -> None:
         super().__init__()
         self.z_dim, self.bottom, self.ch0 = z_dim, bottom, channels[0]
         self.l1 = nn.Linear(z_dim, bottom * bottom * channels[0])
         self.blocks = nn.ModuleList(GenBlock(a, b, norm_layer) for a, b in zip(channels[:-1], channels[1:]))
         self.to_rgb = _ToRGB(channels[-1])  # plain, unconditional BN
-        init_weights(self)
+        INITS[init](self)
+        if spectral:   # BigGAN: SN on G's convs and linear, never on the norm's class tables
+            apply_spectral_norm(self, (nn.Conv2d, nn.Linear))
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         h = self.l1(z).view(-1, self.ch0, self.bottom, self.bottom)
@@ -75,18 +119,17 @@ class ProjectionDiscriminator(nn.Module):
     """
 
     def __init__(self, num_classes: int, channels: Sequence[int] = (128, 128, 128, 128),
-                 downsample: Sequence[bool] = (True, True, False, False)) -> None:
+                 downsample: Sequence[bool] = (True, True, False, False), init: str = "xavier",
+                 linear_bias: bool = False) -> None:
         super().__init__()
         blocks = [OptimizedDisBlock(3, channels[0])]
         for a, b, down in zip(channels[:-1], channels[1:], downsample[1:]):
             blocks.append(DisBlock(a, b, down))
         self.blocks = nn.Sequential(*blocks)
-        self.l5 = nn.Linear(channels[-1], 1, bias=False)
+        self.l5 = nn.Linear(channels[-1], 1, bias=linear_bias)
         self.l_y = nn.Embedding(num_classes, channels[-1])
-        init_weights(self)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
-                spectral_norm(m)
+        INITS[init](self)
+        apply_spectral_norm(self)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         h = torch.relu(self.blocks(x)).sum(dim=(2, 3))

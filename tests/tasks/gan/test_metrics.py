@@ -35,6 +35,24 @@ def test_statistics_warn_below_feature_dimension():
         m.statistics(_gauss(64, 32, 0, 1, 0))
 
 
+def test_intra_class_fid_sees_swapped_classes_that_the_global_fid_cannot():
+    a = _gauss(300, 8, 0.0, 1.0, 0)
+    delta = np.full(8, 0.5)
+    feats, labels = np.concatenate([a, a + delta]), np.repeat([0, 1], 300)
+    right = m.intra_class_fid({0: a, 1: a + delta}, feats, labels)
+    swapped = m.intra_class_fid({0: a + delta, 1: a}, feats, labels)
+    same_pool = m.frechet_distance(m.statistics(feats), m.statistics(np.concatenate([a + delta, a])))
+    assert abs(same_pool) < 1e-6 and right["intra_fid"] < 1e-6
+    # equal covariances: each class's FID is exactly |delta|^2
+    assert swapped["intra_fid"] == pytest.approx(float(delta @ delta), rel=1e-6)
+    assert swapped["intra_fid_per_class"] == pytest.approx([2.0, 2.0], rel=1e-4)
+
+
+def test_intra_class_fid_names_a_class_missing_from_the_reference():
+    with pytest.raises(ValueError, match="class 2.*reference_count"):
+        m.intra_class_fid({2: _gauss(5, 4, 0, 1, 0)}, _gauss(10, 4, 0, 1, 1), np.zeros(10, dtype=int))
+
+
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     x, y, z = _gauss(400, 32, 0, 1, 0), _gauss(400, 32, 0, 1, 1), _gauss(400, 32, 1.0, 1, 2)
     same = m.kid(x, y, subsets=10, subset_size=200)

@@ -7,7 +7,7 @@ from tasks.gan.models.blocks import AutoGANCell
 from tasks.gan.models.registry import build_gan
 
 
-@pytest.mark.parametrize("model, size", [("sngan32", 32), ("autogan32", 32)])
+@pytest.mark.parametrize("model, size", [("sngan32", 32), ("autogan32", 32), ("biggan32", 32)])
 @pytest.mark.parametrize("norm", ["bn", "ccbn", "sabn"])
 def test_generator_and_discriminator_shapes(model, size, norm):
     torch.manual_seed(0)
@@ -50,8 +50,56 @@ def test_autogan_skip_output_is_updated_in_place():
 
 
 def test_unknown_model_and_bad_label():
-    with pytest.raises(ValueError, match="known: sngan32, autogan32, sngan128"):
+    with pytest.raises(ValueError, match="known: sngan32, autogan32, sngan128, biggan32"):
         build_gan("stylegan", norm_layer("sabn", num_conditions=10), 10, 8, 8, 8)
     g, _ = build_gan("sngan32", norm_layer("sabn", num_conditions=10), 10, 8, 8, 8)
     with pytest.raises(ValueError, match="outside \\[0, 10\\)"):
         g(torch.randn(2, 8), torch.tensor([3, 10]))
+
+
+def test_biggan_init_spectral_norm_in_g_and_biased_d_output():
+    torch.manual_seed(0)
+    g, d = build_gan("biggan32", norm_layer("sabn", num_conditions=10), 10, 64, 64, 128)
+    conv = g.blocks[0].c1
+    assert conv.parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.05)  # N02
+    assert hasattr(g.l1, "parametrizations") and hasattr(g.to_rgb[2], "parametrizations")
+    norms = [m for m in g.modules() if isinstance(m, SandwichBatchNorm2d)]
+    assert len(norms) == 6 and not hasattr(norms[0], "parametrizations"), "no SN on the class tables"
+    gains = torch.cat([m.condition_weight.flatten() for m in norms])
+    betas = torch.cat([m.condition_bias.flatten() for m in norms])
+    # BigGAN's 1 + gain(y) and bias(y) with N02 embeddings
+    assert gains.mean().item() == pytest.approx(1.0, abs=0.005) and gains.std().item() == pytest.approx(0.02, rel=0.1)
+    assert betas.std().item() == pytest.approx(0.02, rel=0.1)
+    bn = g.to_rgb[0]
+    assert torch.equal(bn.weight, torch.ones_like(bn.weight)), "BigGAN's output BN starts at 1 / 0"
+    assert d.l5.bias is not None and d.l_y.parametrizations.weight.original.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_refresh_spectral_norm_gives_the_top_singular_value():
+    from tasks.gan.models.sngan import refresh_spectral_norm
+    torch.manual_seed(0)
+    g, _ = build_gan("biggan32", norm_layer("ccbn", num_conditions=10), 10, 16, 16, 16)
+    conv = g.blocks[0].c1
+    with torch.no_grad():
+        conv.parametrizations.weight.original.normal_()   # as if an EMA moved the weights away from u, v
+    refresh_spectral_norm(g, iters=200)
+    g.eval()
+    w = conv.parametrizations.weight.original.flatten(1)
+    sigma = torch.linalg.matrix_norm(w, ord=2)
+    torch.testing.assert_close(torch.linalg.matrix_norm(conv.weight.flatten(1), ord=2), torch.tensor(1.0), atol=1e-3, rtol=0)
+    assert sigma > 1
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_upsample2x_equals_interpolate_forward_and_backward(fmt):
+    from tasks.gan.models.blocks import upsample2x
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 6).contiguous(memory_format=fmt).requires_grad_()
+    g = torch.randn(3, 5, 8, 12)
+    y = upsample2x(x)
+    (gx,) = torch.autograd.grad(y, x, g)
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = torch.nn.functional.interpolate(x_ref, scale_factor=2, mode="nearest")
+    (gx_ref,) = torch.autograd.grad(y_ref, x_ref, g)
+    assert torch.equal(y, y_ref)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-6, atol=1e-6)
