@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tasks.common.distributed import DistInfo  # noqa: E402
 from tasks.common.logging import MetricsLogger  # noqa: E402
-from tasks.common.provenance import hardware  # noqa: E402
+from tasks.common.provenance import hardware, provenance  # noqa: E402
 from tasks.common.task import RunContext, get_task  # noqa: E402
 
 DEFAULT_NORM = {"adv": "saauxbn", "nas": "sabn", "gan": "sabn", "nst": "saadain"}
@@ -79,7 +79,10 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
                 times.append(time.perf_counter() - start)
         if profile is not None:
             sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-            header = f"# {task_name} {scale} norm={norm} path={'fused' if fused else 'reference'}, {steps} steps\n"
+            prov = provenance(str(device))
+            header = (f"# {task_name} {scale} norm={norm} path={'fused' if fused else 'reference'}, {steps} steps; "
+                      f"commit {prov['commit'][:10]} (dirty: {prov['dirty']}), {json.dumps(prov['hardware'])}\n"
+                      f"# command: {prov['command']}\n")
             profile.write_text(header + prof.key_averages().table(sort_by=sort, row_limit=30) + "\n")
             print(profile.read_text())
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
