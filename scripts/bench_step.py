@@ -6,8 +6,8 @@
     python scripts/bench_step.py --task gan --scale cpu --paths fused --profile   # where the time goes
 
 One step is what the task's train_step does (adv: PGD-7 + clean and adversarial passes; nas: a
-weight and an architecture step; gan: one D step, plus the G step on every n_dis-th; nst: one
-decoder step). Results go to results/bench/step_<task>.json with the hardware. Peak memory is the
+weight and an architecture step; gan: one G iteration, i.e. n_dis D steps and one G step; nst:
+one decoder step). Results go to results/bench/step_<task>.json with the hardware. Peak memory is the
 CUDA allocator's peak on GPUs and the process's maximum RSS on CPUs (an upper bound).
 """
 from __future__ import annotations
@@ -65,15 +65,17 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
         state = task.build(ctx)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        cycle = int(getattr(cfg.task, "n_dis", 1))   # a GAN "step" is a G iteration: n_dis D steps + 1 G step
         times = []
-        for step in range(warmup):
+        for step in range(warmup * cycle):
             task.train_step(state, step, ctx)
         with _profiler(profile, device) as prof:
-            for step in range(warmup, warmup + steps):
+            for first in range(warmup * cycle, (warmup + steps) * cycle, cycle):
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                task.train_step(state, step, ctx)
+                for step in range(first, first + cycle):
+                    task.train_step(state, step, ctx)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)
@@ -90,6 +92,7 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
     return {"task": task_name, "scale": scale, "norm": norm, "norm_path": "fused" if fused else "reference",
             "channels_last": bool(cfg.trainer.channels_last), "compile": bool(cfg.trainer.compile),
             "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "steps": steps,
+            "unit": f"G iteration ({cycle} D steps + 1 G step)" if task_name == "gan" else "train step",
             "peak_bytes": int(peak), "peak_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
             "device": str(device)}
 
