@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .cpu_kernels import channels_last_kernel
+
 Condition = Union[int, Tensor, None]
 
 _CHECK_VALUES = True
@@ -133,6 +135,11 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
             zero, one, True, 0.0, [False, True, True])
         sgx, sg = sgx.view(n, c), sg.view(n, c)
     else:
+        kernel = channels_last_kernel(x4)
+        if kernel is not None:   # one read of g and x for both sums, one pass for grad_x
+            grad_x, grad_scale, sg = kernel.channels_last_backward(
+                g, x4, scale.to(x4.dtype).contiguous(), mean.contiguous(), invstd.contiguous(), bool(use_batch_stats))
+            return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
         sg = g.sum((2, 3))
         sgx = (g * x4).sum((2, 3))
     scale32 = scale.to(x4.dtype)
@@ -149,6 +156,22 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
     else:
         grad_x = g * a[:, :, None, None]
     return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
+
+
+def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.contiguous()
+
+
+def _conditional_kernel(x: Tensor, cond_weight: Tensor, shared_weight: Optional[Tensor],
+                        running_mean: Optional[Tensor]):
+    """The C++ kernel module when it is enabled and everything is float32 channels_last on CPU."""
+    if not (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
+        return None
+    kernel = channels_last_kernel(x)
+    tensors = [t for t in (cond_weight, shared_weight, running_mean) if t is not None]
+    if kernel is None or any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
+        return None
+    return kernel
 
 
 class _SampleAffineBatchNorm(torch.autograd.Function):
@@ -174,6 +197,18 @@ class _ConditionalBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, index, cond_weight, cond_bias, shared_weight, shared_bias,
                 running_mean, running_var, use_batch_stats, momentum, eps):
+        ctx.kernel = _conditional_kernel(x, cond_weight, shared_weight, running_mean)
+        if ctx.kernel is not None:
+            if use_batch_stats:
+                mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
+            else:
+                mean, var = running_mean, running_var
+            y, scale, invstd = ctx.kernel.conditional_forward(
+                x, index.contiguous(), cond_weight.contiguous(), cond_bias.contiguous(),
+                _contiguous(shared_weight), _contiguous(shared_bias), mean.contiguous(), var.contiguous(), eps)
+            ctx.use_batch_stats = use_batch_stats
+            ctx.save_for_backward(x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd)
+            return y
         gk, bk = cond_weight[index], cond_bias[index]
         if shared_weight is None:
             scale, shift = gk, bk
@@ -186,6 +221,14 @@ class _ConditionalBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd = ctx.saved_tensors
+        if ctx.kernel is not None:
+            grads = ctx.kernel.conditional_backward(
+                grad_out.float().contiguous(memory_format=torch.channels_last), x, index.contiguous(),
+                cond_weight.contiguous(), _contiguous(shared_weight), _contiguous(shared_bias), scale, mean.contiguous(),
+                invstd, bool(ctx.use_batch_stats))
+            grad_x, grad_cw, grad_cb = grads[:3]
+            grad_sw, grad_sb = (grads[3], grads[4]) if shared_weight is not None else (None, None)
+            return grad_x, None, grad_cw, grad_cb, grad_sw, grad_sb, None, None, None, None, None
         grad_x, ga, gb = _bn_backward(ctx.use_batch_stats, grad_out, x, scale, mean, invstd)
         ga, gb = ga.to(cond_weight.dtype), gb.to(cond_weight.dtype)
         grad_sw = grad_sb = None

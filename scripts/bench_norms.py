@@ -6,6 +6,9 @@ bytes saved for backward (CPU) or the peak memory (CUDA) next to BN's.
 
     python scripts/bench_norms.py --quick            # < 1 minute on 2 CPU cores
     python scripts/bench_norms.py --device cuda      # full grid on a GPU
+
+On CPU, channels_last rows also time ``<variant>_kernel``: the fused path with the optional C++
+backward kernel (``sabn.enable_cpu_kernels()``, compiled once); ``--no-cpu-kernel`` skips it.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sabn  # noqa: E402
 from sabn import build_norm  # noqa: E402
 from tasks.common.provenance import hardware, provenance  # noqa: E402
 
@@ -67,7 +71,14 @@ def _peak(layer, x, y, grad, device):
     return torch.cuda.max_memory_allocated() - base
 
 
-def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compiled):
+def _with_kernel(on: bool, fn):
+    def run():
+        sabn.enable_cpu_kernels() if on else sabn.disable_cpu_kernels()
+        fn()
+    return run
+
+
+def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compiled, kernel=False):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(n, c, h, h, device=device).contiguous(memory_format=fmt).requires_grad_()
     grad = torch.randn(n, c, h, h, device=device).contiguous(memory_format=fmt)
@@ -81,6 +92,10 @@ def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compi
         for name in variants:
             layers[f"{name}_compiled"] = torch.compile(_make(name, c, k, device, True))
     fns = {key: (lambda l=layer: _step(l, x, y, grad)) for key, layer in layers.items()}
+    if kernel:   # the same fused layers, with and without the C++ channels_last backward
+        for name in variants:
+            fns[f"{name}_kernel"] = _with_kernel(True, fns[f"{name}_fused"])
+            fns[f"{name}_fused"] = _with_kernel(False, fns[f"{name}_fused"])
     for fn in fns.values():
         for _ in range(3):
             fn()
@@ -117,6 +132,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="three shapes, K=10, fewer rounds (< 1 min on CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-cpu-kernel", action="store_true", help="skip the optional C++ channels_last kernel")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "norms.json"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -131,15 +147,19 @@ def main(argv=None) -> dict:
         compile_shapes = set(shapes)
     if args.no_compile:
         compile_shapes = set()
+    kernel = device.type == "cpu" and not args.no_cpu_kernel and sabn.enable_cpu_kernels()
+    sabn.disable_cpu_kernels()
     rows = []
     wall = time.perf_counter()
     for (n, c, h), k, cl in itertools.product(shapes, ks, (False, True)):
-        row = bench_shape(n, c, h, k, cl, device, rounds, reps, variants, (n, c, h) in compile_shapes and k == ks[0])
+        row = bench_shape(n, c, h, k, cl, device, rounds, reps, variants, (n, c, h) in compile_shapes and k == ks[0],
+                          kernel=kernel and cl)
         rows.append(row)
         r = row["ratio_to_bn"]
         print(f"N{n} C{c:3d} H{h:2d} K{k:3d} {row['format']:13s} bn {row['ms']['bn']:7.3f} ms | "
               + " ".join(f"{key} {r[key]:.2f}x" for key in sorted(r)), flush=True)
     report = {"hardware": hardware(), "provenance": provenance(args.device), "device": args.device,
+              "cpu_kernel": sabn.cpu_kernels_status() | {"timed": bool(kernel)},
               "quick": args.quick, "rounds": rounds, "reps_per_round": reps, "rows": rows,
               "wall_time_s": round(time.perf_counter() - wall, 1),
               "note": "ratio_to_bn: median ms / median ms of nn.BatchNorm2d (compiled variants: of "
@@ -147,10 +167,16 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    fused = [v for row in rows for key, v in row["ratio_to_bn"].items() if key.endswith("_fused")]
-    comp = [v for row in rows for key, v in row["ratio_to_bn"].items() if key.endswith("_compiled") and not key.startswith("bn")]
-    print(f"\nfused eager ratio: max {max(fused):.2f}, median {statistics.median(fused):.2f}"
-          + (f"; compiled ratio: max {max(comp):.2f}" if comp else "") + f"\nwrote {out}")
+    print()
+    for label, fmt, suffix in (("fused eager, NCHW", "NCHW", "_fused"),
+                               ("fused eager, channels_last, Python path", "channels_last", "_fused"),
+                               ("fused eager, channels_last, C++ kernel", "channels_last", "_kernel"),
+                               ("compiled", None, "_compiled")):
+        vals = [v for row in rows if fmt in (None, row["format"]) for key, v in row["ratio_to_bn"].items()
+                if key.endswith(suffix) and not key.startswith("bn")]
+        if vals:
+            print(f"{label}: ratio to BN max {max(vals):.2f}, median {statistics.median(vals):.2f}")
+    print(f"wrote {out}")
     return report
 
 

@@ -28,6 +28,7 @@ class TrainerConfig:
     resume: bool = True              # continue from <run_dir>/checkpoints/last.pt when present
     allow_config_change: bool = False
     num_threads: int = 0             # torch threads on CPU (0: leave torch's default)
+    cpu_kernels: bool = False        # C++ channels_last backward of the SaBN family on CPU (compiled once)
     progress: bool = True
 
 

@@ -117,6 +117,9 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
+    if cfg.trainer.cpu_kernels and device.type == "cpu":
+        import sabn
+        sabn.enable_cpu_kernels()   # warns and keeps the Python path when it cannot be built
     info = init_distributed(str(device))
     if device.type == "cuda" and info.world_size > 1:
         device = torch.device("cuda", info.local_rank)

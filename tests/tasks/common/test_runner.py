@@ -72,3 +72,13 @@ def test_run_directory_has_provenance_metrics_best_and_result(tmp_path, cifar10)
     result = json.loads((tmp_path / "results" / "adv" / "smoke_saauxbn" / "seed0.json").read_text())
     assert result["metrics"] == out["metrics"] and result["protocol"]["eps"] == "8/255"
     assert result["norm"] == "saauxbn" and result["wall_time_s"] > 0
+
+
+def test_trainer_cpu_kernels_flag_enables_the_kernel(tmp_path, cifar10, monkeypatch):
+    import sabn
+    calls = []
+    monkeypatch.setattr(sabn, "enable_cpu_kernels", lambda: calls.append(1) or False)
+    train(_cfg(tmp_path / "k", "trainer.steps=1", "trainer.channels_last=true", "trainer.cpu_kernels=true"))
+    assert calls == [1]
+    train(_cfg(tmp_path / "n", "trainer.steps=1"))
+    assert calls == [1], "off by default"
