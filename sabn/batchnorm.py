@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional import (Condition, conditional_batch_norm, resolve_condition,
-                         sample_affine_batch_norm_reference)
+                         sample_affine_batch_norm_folded, sample_affine_batch_norm_reference)
 
 
 # Devices whose ATen backends implement the kernels the fused path reuses; others use the composition.
@@ -52,7 +52,7 @@ class ConditionalBatchNorm2d(nn.Module):
         gamma_init_std: gammas start at N(1, std) (the paper's 0.02); 0 gives exactly 1. Betas are 0.
         shared_gamma_init_std: the same for the shared gamma; defaults to ``gamma_init_std``.
         fused: use the fused autograd path in eager mode (the reference composition otherwise;
-            under ``torch.compile`` the composition is always used so that inductor fuses it).
+            under ``torch.compile`` a folded composition is used so that inductor fuses it).
     """
 
     def __init__(self, num_features: int, num_conditions: int = 1, *, shared_affine: bool = True,
@@ -172,6 +172,8 @@ class ConditionalBatchNorm2d(nn.Module):
         if scale is None or scale.dim() == 1:
             # One affine for the whole batch: it folds into BN's own per-channel affine.
             return F.batch_norm(x, rm, rv, scale, shift, use_batch, momentum, self.eps)
+        if torch.compiler.is_compiling():
+            return sample_affine_batch_norm_folded(x, scale, shift, rm, rv, use_batch, momentum, self.eps)
         return sample_affine_batch_norm_reference(x, scale, shift, rm, rv, use_batch, momentum, self.eps)
 
 

@@ -291,6 +291,34 @@ def sample_affine_batch_norm_reference(
     return torch.addcmul(shift.reshape(view).to(x_hat.dtype), x_hat, scale.reshape(view).to(x_hat.dtype))
 
 
+def sample_affine_batch_norm_folded(
+    x: Tensor,
+    scale: Tensor,
+    shift: Tensor,
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    use_batch_stats: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """The same function written for compilers: ``var_mean`` statistics and the affine folded into one
+    (N, C) scale and shift, so inductor emits one reduction and one pointwise kernel each way (the
+    BN-then-affine composition compiled to ~1.2x compiled BN on CPU, this to ~1.0-1.1x)."""
+    if use_batch_stats:
+        var, mean = torch.var_mean(x.to(_stats_dtype(x)), dim=[0] + list(range(2, x.dim())), correction=0)
+        if running_mean is not None:
+            count = x.numel() // x.shape[1]
+            with torch.no_grad():   # as nn.BatchNorm2d: unbiased variance in the running estimate
+                running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
+                running_var.lerp_((var.detach() * (count / max(count - 1, 1))).to(running_var.dtype), momentum)
+    else:
+        mean, var = running_mean, running_var
+    view = (scale.shape[0], scale.shape[1]) + (1,) * (x.dim() - 2)
+    s = scale.to(mean.dtype) * torch.rsqrt(var + eps)
+    t = shift.to(mean.dtype) - s * mean
+    return torch.addcmul(t.reshape(view), x, s.reshape(view))
+
+
 def instance_stats(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     """Per-(sample, channel) mean and std over the spatial dims, as pytorch-AdaIN computes them
     (unbiased variance plus ``eps`` under the square root), in float32 for low-precision inputs."""
