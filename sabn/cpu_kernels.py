@@ -1,15 +1,17 @@
-"""Optional C++ kernel for the fused backward of channels_last float32 tensors on CPU.
+"""Optional C++ kernels for the fused path on CPU (float32, NCHW or channels_last).
 
-ATen has no single-pass per-(sample, channel) reduction for channels_last memory (the NCHW path reuses
-BN's own backward on a (1, N*C, H, W) view, which has no channels_last counterpart), so the Python
-path pays a ``g * x`` temporary and a two-op input gradient. This kernel reads ``g`` and ``x`` once
-for both sums and writes the input gradient in one pass, as BN's own backward does.
+The Python path composes ATen ops: in NCHW it reuses BN's own backward on a (1, N*C, H, W) view for
+the per-(sample, channel) sums, but that view has no channels_last counterpart, so there it pays a
+``g * x`` temporary and a two-op input gradient; and at small sizes its ~40 small ops cost more than
+BN's whole forward and backward. These kernels read ``g`` and ``x`` once for both sums, write the
+input gradient in one pass, and gather / compose / fold the affines in the forward, as BN's own
+kernels do.
 
-It is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are needed;
-about 25 s once, cached under ``$TORCH_EXTENSIONS_DIR``), so it is opt-in::
+They are compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja are
+needed; about 25 s once, cached under ``$TORCH_EXTENSIONS_DIR``), so they are opt-in::
 
     import sabn
-    sabn.enable_cpu_kernels()        # or SABN_CPU_KERNELS=1 in the environment
+    sabn.enable_cpu_kernels()        # or SABN_CPU_KERNELS=1, or trainer.cpu_kernels=true
 
 Without a compiler it warns once, says why, and the Python path stays in use: results are the same
 either way (tested to 1e-5 against the reference composition).
@@ -30,7 +32,8 @@ _SOURCE = r"""
 #include <cmath>
 #include <vector>
 
-// Tensors x, g: (N, C, H, W) float32 with channels_last memory, i.e. N blocks of H*W rows of C values.
+// Tensors x, g: (N, C, H, W) float32, both in channels_last memory (N blocks of H*W rows of C values)
+// or both contiguous NCHW (N*C rows of H*W values); `cl` says which.
 
 // Pass 1 reads g and x once for the per-(sample, channel) sums of g and of g * x_hat (into sg and
 // gscale, both (N, C)); pass 2 writes grad_x = a[n, c] g + b[c] x + d[c], with a = scale invstd and,
@@ -48,21 +51,37 @@ static at::Tensor sums_and_grad_x(const at::Tensor& g, const at::Tensor& x, cons
   const float* ip = invstd.data_ptr<float>();
   float* sgp = sg.data_ptr<float>();
   float* gsp = gscale.data_ptr<float>();
+  const bool cl = !x.is_contiguous();
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     // double accumulators: a float sum over H*W terms would drift by ~1e-5 relative at 32x32
     std::vector<double> acc_g(c), acc_gx(c);
     for (int64_t i = begin; i < end; ++i) {
       double* ag = acc_g.data();
       double* agx = acc_gx.data();
-      std::fill(ag, ag + c, 0.0);
-      std::fill(agx, agx + c, 0.0);
-      for (int64_t s = 0; s < hw; ++s) {
-        const float* gr = gp + (i * hw + s) * c;
-        const float* xr = xp + (i * hw + s) * c;
-        #pragma omp simd
+      if (cl) {
+        std::fill(ag, ag + c, 0.0);
+        std::fill(agx, agx + c, 0.0);
+        for (int64_t s = 0; s < hw; ++s) {
+          const float* gr = gp + (i * hw + s) * c;
+          const float* xr = xp + (i * hw + s) * c;
+          #pragma omp simd
+          for (int64_t k = 0; k < c; ++k) {
+            ag[k] += gr[k];
+            agx[k] += static_cast<double>(gr[k]) * xr[k];
+          }
+        }
+      } else {
         for (int64_t k = 0; k < c; ++k) {
-          ag[k] += gr[k];
-          agx[k] += static_cast<double>(gr[k]) * xr[k];
+          const float* gr = gp + (i * c + k) * hw;
+          const float* xr = xp + (i * c + k) * hw;
+          double sum_g = 0.0, sum_gx = 0.0;
+          #pragma omp simd reduction(+ : sum_g, sum_gx)
+          for (int64_t s = 0; s < hw; ++s) {
+            sum_g += gr[s];
+            sum_gx += static_cast<double>(gr[s]) * xr[s];
+          }
+          ag[k] = sum_g;
+          agx[k] = sum_gx;
         }
       }
       for (int64_t k = 0; k < c; ++k) {
@@ -93,10 +112,19 @@ static at::Tensor sums_and_grad_x(const at::Tensor& g, const at::Tensor& x, cons
     for (int64_t i = begin; i < end; ++i) {
       for (int64_t k = 0; k < c; ++k) a[k] = sp[i * c + k] * ip[k];
       const float* ap = a.data();
-      for (int64_t s = 0; s < hw; ++s) {
-        const int64_t r = (i * hw + s) * c;
-        #pragma omp simd
-        for (int64_t k = 0; k < c; ++k) op[r + k] = ap[k] * gp[r + k] + bp[k] * xp[r + k] + dp[k];
+      if (cl) {
+        for (int64_t s = 0; s < hw; ++s) {
+          const int64_t r = (i * hw + s) * c;
+          #pragma omp simd
+          for (int64_t k = 0; k < c; ++k) op[r + k] = ap[k] * gp[r + k] + bp[k] * xp[r + k] + dp[k];
+        }
+      } else {
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t r = (i * c + k) * hw;
+          const float ak = ap[k], bk = bp[k], dk = dp[k];
+          #pragma omp simd
+          for (int64_t s = 0; s < hw; ++s) op[r + s] = ak * gp[r + s] + bk * xp[r + s] + dk;
+        }
       }
     }
   });
@@ -104,7 +132,7 @@ static at::Tensor sums_and_grad_x(const at::Tensor& g, const at::Tensor& x, cons
 }
 
 // Backward of y = scale[n, c] x_hat + shift[n, c]: grad_x, grad_scale (N, C), grad_shift (N, C).
-std::vector<at::Tensor> channels_last_backward(const at::Tensor& g, const at::Tensor& x,
+std::vector<at::Tensor> sample_affine_backward(const at::Tensor& g, const at::Tensor& x,
                                                const at::Tensor& scale, const at::Tensor& mean,
                                                const at::Tensor& invstd, bool use_batch_stats) {
   at::Tensor sg, gscale;
@@ -148,14 +176,24 @@ std::vector<at::Tensor> conditional_forward(const at::Tensor& x, const at::Tenso
   auto y = at::empty_like(x);
   const float* xp = x.data_ptr<float>();
   float* yp = y.data_ptr<float>();
+  const bool cl = !x.is_contiguous();
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* si = fs.data() + i * c;
       const float* ti = ft.data() + i * c;
-      for (int64_t s = 0; s < hw; ++s) {
-        const int64_t r = (i * hw + s) * c;
-        #pragma omp simd
-        for (int64_t k = 0; k < c; ++k) yp[r + k] = xp[r + k] * si[k] + ti[k];
+      if (cl) {
+        for (int64_t s = 0; s < hw; ++s) {
+          const int64_t r = (i * hw + s) * c;
+          #pragma omp simd
+          for (int64_t k = 0; k < c; ++k) yp[r + k] = xp[r + k] * si[k] + ti[k];
+        }
+      } else {
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t r = (i * c + k) * hw;
+          const float sk = si[k], tk = ti[k];
+          #pragma omp simd
+          for (int64_t s = 0; s < hw; ++s) yp[r + s] = xp[r + s] * sk + tk;
+        }
       }
     }
   });
@@ -219,7 +257,7 @@ def _env_enabled() -> bool:
 
 
 def enable_cpu_kernels(verbose: bool = False) -> bool:
-    """Compile (once per process; the build is cached on disk) and use the channels_last CPU kernel.
+    """Compile (once per process; the build is cached on disk) and use the C++ CPU kernels.
 
     Returns whether it is in use; on a failed build it warns with the reason and returns False.
     """
@@ -231,13 +269,13 @@ def enable_cpu_kernels(verbose: bool = False) -> bool:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")   # "No CUDA runtime is found": irrelevant for a CPU kernel
                 _state["compiled"] = load_inline(
-                    f"sabn_cpu_{digest}", cpp_sources=_SOURCE, functions=["channels_last_backward", "conditional_forward", "conditional_backward"],
+                    f"sabn_cpu_{digest}", cpp_sources=_SOURCE, functions=["sample_affine_backward", "conditional_forward", "conditional_backward"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
                     verbose=verbose)
         except Exception as exc:  # noqa: BLE001 - any build failure means: stay on the Python path
             lines = str(exc).strip().splitlines()
             _state["error"] = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
-            warnings.warn("sabn: the channels_last CPU kernel could not be built (it needs a C++ compiler "
+            warnings.warn("sabn: the C++ CPU kernels could not be built (it needs a C++ compiler "
                           f"and ninja); the Python path stays in use, with the same results. {_state['error']}",
                           stacklevel=2)
     _state["active"] = _state["compiled"] is not None
@@ -255,9 +293,12 @@ def cpu_kernels_status() -> dict:
     return {"active": _state["active"], "built": _state["compiled"] is not None, "error": _state["error"]}
 
 
-def channels_last_kernel(x: torch.Tensor) -> Optional[object]:
-    """The compiled module when it is enabled and applies to ``x`` (CPU, float32, 4-d), else None."""
+def cpu_kernel(x: torch.Tensor) -> Optional[object]:
+    """The compiled module when it is enabled and applies to ``x`` (CPU, float32, 4-d, NCHW or
+    channels_last contiguous), else None."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4:
+        return None
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         return None
     if not _state["active"] and not _state["tried"] and _env_enabled():
         enable_cpu_kernels()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .cpu_kernels import channels_last_kernel
+from .cpu_kernels import cpu_kernel
 
 Condition = Union[int, Tensor, None]
 
@@ -126,6 +126,11 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     g = _as_4d(grad_out).to(x4.dtype).contiguous(memory_format=fmt)
     x4 = x4.contiguous(memory_format=fmt)
+    kernel = cpu_kernel(x4)
+    if kernel is not None:   # one read of g and x for both sums, one pass for grad_x
+        grad_x, grad_scale, sg = kernel.sample_affine_backward(
+            g, x4, scale.to(x4.dtype).contiguous(), mean.contiguous(), invstd.contiguous(), bool(use_batch_stats))
+        return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
     if not channels_last:
         # Per-(sample, channel) sums in one pass: BN's own backward reduction on the
         # (1, N*C, H, W) view, with mean 0 and invstd 1, gives sum(g * x) and sum(g).
@@ -135,11 +140,6 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
             zero, one, True, 0.0, [False, True, True])
         sgx, sg = sgx.view(n, c), sg.view(n, c)
     else:
-        kernel = channels_last_kernel(x4)
-        if kernel is not None:   # one read of g and x for both sums, one pass for grad_x
-            grad_x, grad_scale, sg = kernel.channels_last_backward(
-                g, x4, scale.to(x4.dtype).contiguous(), mean.contiguous(), invstd.contiguous(), bool(use_batch_stats))
-            return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
         sg = g.sum((2, 3))
         sgx = (g * x4).sum((2, 3))
     scale32 = scale.to(x4.dtype)
@@ -164,10 +164,8 @@ def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
 
 def _conditional_kernel(x: Tensor, cond_weight: Tensor, shared_weight: Optional[Tensor],
                         running_mean: Optional[Tensor]):
-    """The C++ kernel module when it is enabled and everything is float32 channels_last on CPU."""
-    if not (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
-        return None
-    kernel = channels_last_kernel(x)
+    """The C++ kernel module when it is enabled and everything is float32 on CPU, NCHW or channels_last."""
+    kernel = cpu_kernel(x)
     tensors = [t for t in (cond_weight, shared_weight, running_mean) if t is not None]
     if kernel is None or any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors):
         return None
@@ -222,8 +220,9 @@ class _ConditionalBatchNorm(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd = ctx.saved_tensors
         if ctx.kernel is not None:
+            fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
             grads = ctx.kernel.conditional_backward(
-                grad_out.float().contiguous(memory_format=torch.channels_last), x, index.contiguous(),
+                grad_out.float().contiguous(memory_format=fmt), x, index.contiguous(),
                 cond_weight.contiguous(), _contiguous(shared_weight), _contiguous(shared_bias), scale, mean.contiguous(),
                 invstd, bool(ctx.use_batch_stats))
             grad_x, grad_cw, grad_cb = grads[:3]

@@ -7,8 +7,10 @@ bytes saved for backward (CPU) or the peak memory (CUDA) next to BN's.
     python scripts/bench_norms.py --quick            # < 1 minute on 2 CPU cores
     python scripts/bench_norms.py --device cuda      # full grid on a GPU
 
-On CPU, channels_last rows also time ``<variant>_kernel``: the fused path with the optional C++
-backward kernel (``sabn.enable_cpu_kernels()``, compiled once); ``--no-cpu-kernel`` skips it.
+On CPU every row also times ``<variant>_kernel``: the fused path with the optional C++ kernels
+(``sabn.enable_cpu_kernels()``, compiled once); ``--no-cpu-kernel`` skips them. Compiled layers
+start from a fresh dynamo cache per shape (one compiled frame per layer, as in a whole-model compile;
+otherwise the cache limit sends later shapes back to eager).
 """
 from __future__ import annotations
 
@@ -88,6 +90,7 @@ def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compi
         layers[f"{name}_fused"] = _make(name, c, k, device, True)
         layers[f"{name}_reference"] = _make(name, c, k, device, False)
     if compiled:
+        torch._dynamo.reset()
         layers["bn_compiled"] = torch.compile(_make("bn", c, k, device, True))
         for name in variants:
             layers[f"{name}_compiled"] = torch.compile(_make(name, c, k, device, True))
@@ -153,7 +156,7 @@ def main(argv=None) -> dict:
     wall = time.perf_counter()
     for (n, c, h), k, cl in itertools.product(shapes, ks, (False, True)):
         row = bench_shape(n, c, h, k, cl, device, rounds, reps, variants, (n, c, h) in compile_shapes and k == ks[0],
-                          kernel=kernel and cl)
+                          kernel=kernel)
         rows.append(row)
         r = row["ratio_to_bn"]
         print(f"N{n} C{c:3d} H{h:2d} K{k:3d} {row['format']:13s} bn {row['ms']['bn']:7.3f} ms | "
@@ -170,7 +173,8 @@ def main(argv=None) -> dict:
     print()
     for label, fmt, suffix in (("fused eager, NCHW", "NCHW", "_fused"),
                                ("fused eager, channels_last, Python path", "channels_last", "_fused"),
-                               ("fused eager, channels_last, C++ kernel", "channels_last", "_kernel"),
+                               ("fused eager, NCHW, C++ kernels", "NCHW", "_kernel"),
+                               ("fused eager, channels_last, C++ kernels", "channels_last", "_kernel"),
                                ("compiled", None, "_compiled")):
         vals = [v for row in rows if fmt in (None, row["format"]) for key, v in row["ratio_to_bn"].items()
                 if key.endswith(suffix) and not key.startswith("bn")]

@@ -1,4 +1,4 @@
-"""The optional C++ channels_last kernel: same numbers as the reference composition, opt-in, and a
+"""The optional C++ CPU kernels (NCHW and channels_last): same numbers as the reference composition, opt-in, and a
 failed build falls back to the Python path with a warning that says why."""
 import warnings
 
@@ -26,7 +26,8 @@ def _close(a, b, name):
 
 @pytest.mark.parametrize("name", ["sabn", "ccbn"])
 @pytest.mark.parametrize("training", [True, False])
-def test_kernel_matches_reference(kernel, name, training):
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_kernel_matches_reference(kernel, name, training, fmt):
     torch.manual_seed(0)
     layer = build_norm(name, 12, 5)
     ref = build_norm(name, 12, 5, fused=False)
@@ -37,9 +38,10 @@ def test_kernel_matches_reference(kernel, name, training):
             m.running_var.uniform_(0.5, 2)
     ref.load_state_dict(layer.state_dict())
     layer.train(training), ref.train(training)
-    x = (torch.randn(7, 12, 6, 5) * 3 + 1).contiguous(memory_format=torch.channels_last)
+    x = (torch.randn(7, 12, 6, 5) * 3 + 1).contiguous(memory_format=fmt)
     y = torch.tensor([0, 4, 4, 1, 2, 0, 3])
-    grad = torch.randn(7, 12, 6, 5)                # NCHW gradient into a channels_last output
+    grad = torch.randn(7, 12, 6, 5).contiguous(memory_format=torch.channels_last)   # either layout in
+
     calls = []
     real = cpu_kernels._state["compiled"]
 
@@ -56,7 +58,7 @@ def test_kernel_matches_reference(kernel, name, training):
     finally:
         cpu_kernels._state["compiled"] = real
     assert calls == ["conditional_forward", "conditional_backward"]
-    assert outs[0].is_contiguous(memory_format=torch.channels_last)
+    assert outs[0].is_contiguous(memory_format=fmt)
     _close(outs[0], outs[1], "output")
     _close(xs[0].grad, xs[1].grad, "grad x")
     for (pname, p), q in zip(layer.named_parameters(), ref.parameters()):
@@ -65,9 +67,10 @@ def test_kernel_matches_reference(kernel, name, training):
     _close(layer.running_var, ref.running_var, "running_var")
 
 
-def test_sample_affine_kernel_matches_reference(kernel):
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_sample_affine_kernel_matches_reference(kernel, fmt):
     torch.manual_seed(1)
-    x = torch.randn(6, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(6, 8, 4, 4).contiguous(memory_format=fmt)
     scale, shift = torch.randn(6, 8), torch.randn(6, 8)
     grads = []
     for fn in (sample_affine_batch_norm, sample_affine_batch_norm_reference):
@@ -82,10 +85,11 @@ def test_kernel_is_opt_in_and_skips_what_it_does_not_cover(kernel):
     sabn.disable_cpu_kernels()
     assert not sabn.cpu_kernels_status()["active"]
     x = torch.randn(2, 3, 4, 4).contiguous(memory_format=torch.channels_last)
-    assert cpu_kernels.channels_last_kernel(x) is None
+    assert cpu_kernels.cpu_kernel(x) is None
     sabn.enable_cpu_kernels()
-    assert cpu_kernels.channels_last_kernel(x) is not None
-    assert cpu_kernels.channels_last_kernel(x.double()) is None, "float64 stays on the Python path"
+    assert cpu_kernels.cpu_kernel(x) is not None and cpu_kernels.cpu_kernel(x.contiguous()) is not None
+    assert cpu_kernels.cpu_kernel(x.double()) is None, "float64 stays on the Python path"
+    assert cpu_kernels.cpu_kernel(torch.randn(4, 4, 3, 2).transpose(2, 3)) is None, "other strides too"
 
 
 def test_failed_build_warns_and_keeps_the_python_path(monkeypatch):
