@@ -19,7 +19,9 @@ either way (tested to 1e-5 against the reference composition).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 import warnings
 from typing import Optional
 
@@ -256,6 +258,14 @@ def _env_enabled() -> bool:
     return os.environ.get("SABN_CPU_KERNELS", "").lower() in ("1", "true", "yes")
 
 
+def _ninja_on_path() -> None:
+    """torch's builder looks for ``ninja`` on PATH; the pip wheel puts it next to this Python."""
+    bindir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "")
+    if os.path.isfile(os.path.join(bindir, "ninja")) and bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + path
+
+
 def enable_cpu_kernels(verbose: bool = False) -> bool:
     """Compile (once per process; the build is cached on disk) and use the C++ CPU kernels.
 
@@ -263,7 +273,10 @@ def enable_cpu_kernels(verbose: bool = False) -> bool:
     """
     if _state["compiled"] is None and not _state["tried"]:
         _state["tried"] = True
+        _ninja_on_path()
         try:
+            # its import logs "No CUDA runtime is found" on CPU-only machines: irrelevant here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             from torch.utils.cpp_extension import load_inline
             digest = hashlib.sha1(_SOURCE.encode()).hexdigest()[:10]
             with warnings.catch_warnings():
