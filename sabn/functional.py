@@ -290,6 +290,41 @@ def sample_affine_batch_norm_reference(
     return torch.addcmul(shift.reshape(view).to(x_hat.dtype), x_hat, scale.reshape(view).to(x_hat.dtype))
 
 
+class _FoldedBatchNorm(torch.autograd.Function):
+    """Batch statistics by ``var_mean``, the affine folded into one (N, C) scale and shift, and a
+    written-out backward whose per-(sample, channel) sums also give the per-channel ones: under
+    ``torch.compile`` inductor makes one reduction and one pointwise kernel of each direction."""
+
+    @staticmethod
+    def forward(ctx, x, scale, shift, eps):
+        x32 = x.to(_stats_dtype(x))
+        var, mean = torch.var_mean(x32, dim=[0] + list(range(2, x.dim())), correction=0)
+        invstd = torch.rsqrt(var + eps)
+        s = scale.to(x32.dtype) * invstd
+        view = (x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2)
+        y = torch.addcmul((shift.to(x32.dtype) - s * mean).reshape(view), x32, s.reshape(view))
+        ctx.save_for_backward(x, scale, mean, invstd)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_mean, _grad_var):
+        x, scale, mean, invstd = ctx.saved_tensors
+        n, c = x.shape[:2]
+        x32, g = x.to(mean.dtype), grad_out.to(mean.dtype)
+        dims = list(range(2, x.dim()))
+        per_channel = (1, c) + (1,) * len(dims)
+        sg = g.sum(dims)
+        grad_scale = ((g * x32).sum(dims) - sg * mean) * invstd   # sum over (h, w) of g * x_hat
+        scale32 = scale.to(mean.dtype)
+        count = x.numel() // c
+        b = -invstd * invstd * (scale32 * grad_scale).sum(0) / count
+        d = -invstd * (scale32 * sg).sum(0) / count - b * mean
+        grad_x = (scale32 * invstd).reshape((n, c) + (1,) * len(dims)) * g + b.reshape(per_channel) * x32 \
+            + d.reshape(per_channel)
+        return grad_x.to(x.dtype), grad_scale.to(scale.dtype), sg.to(scale.dtype), None
+
+
 def sample_affine_batch_norm_folded(
     x: Tensor,
     scale: Tensor,
@@ -300,22 +335,19 @@ def sample_affine_batch_norm_folded(
     momentum: float = 0.1,
     eps: float = 1e-5,
 ) -> Tensor:
-    """The same function written for compilers: ``var_mean`` statistics and the affine folded into one
-    (N, C) scale and shift, so inductor emits one reduction and one pointwise kernel each way (the
-    BN-then-affine composition compiled to ~1.2x compiled BN on CPU, this to ~1.0-1.1x)."""
-    if use_batch_stats:
-        var, mean = torch.var_mean(x.to(_stats_dtype(x)), dim=[0] + list(range(2, x.dim())), correction=0)
-        if running_mean is not None:
-            count = x.numel() // x.shape[1]
-            with torch.no_grad():   # as nn.BatchNorm2d: unbiased variance in the running estimate
-                running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
-                running_var.lerp_((var.detach() * (count / max(count - 1, 1))).to(running_var.dtype), momentum)
-    else:
-        mean, var = running_mean, running_var
-    view = (scale.shape[0], scale.shape[1]) + (1,) * (x.dim() - 2)
-    s = scale.to(mean.dtype) * torch.rsqrt(var + eps)
-    t = shift.to(mean.dtype) - s * mean
-    return torch.addcmul(t.reshape(view), x, s.reshape(view))
+    """The same function written for compilers (``_FoldedBatchNorm``): ~1.0x compiled BN on CPU,
+    where the BN-then-affine composition compiled to ~1.2x."""
+    if not use_batch_stats:
+        view = (scale.shape[0], scale.shape[1]) + (1,) * (x.dim() - 2)
+        s = scale.to(running_mean.dtype) * torch.rsqrt(running_var + eps)
+        return torch.addcmul((shift.to(s.dtype) - s * running_mean).reshape(view), x, s.reshape(view))
+    y, mean, var = _FoldedBatchNorm.apply(x, scale, shift, eps)
+    if running_mean is not None:
+        count = x.numel() // x.shape[1]
+        with torch.no_grad():   # as nn.BatchNorm2d: unbiased variance in the running estimate
+            running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+            running_var.lerp_((var * (count / max(count - 1, 1))).to(running_var.dtype), momentum)
+    return y
 
 
 def instance_stats(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:

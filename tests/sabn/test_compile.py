@@ -51,3 +51,12 @@ def test_compiled_training_updates_running_stats_like_eager():
     torch.testing.assert_close(compiled_layer.running_mean, eager.running_mean, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(compiled_layer.running_var, eager.running_var, atol=1e-6, rtol=1e-6)
     assert compiled_layer.num_batches_tracked.item() == 3
+
+
+def test_folded_backward_passes_gradcheck():
+    from sabn.functional import sample_affine_batch_norm_folded
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    scale = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    shift = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: sample_affine_batch_norm_folded(*a, None, None, True), (x, scale, shift))
