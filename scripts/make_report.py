@@ -82,7 +82,8 @@ def _speed() -> list:
                 continue
             variant, path_kind = key.split("_", 1)
             groups.setdefault((path_kind, row["format"]), []).append((ratio, variant, row))
-    labels = {"fused": "fused, Python path (default)", "kernel": "fused, C++ CPU kernels (`sabn.enable_cpu_kernels()`)",
+    labels = {"fused": "fused, Python path (no compiler, or `SABN_CPU_KERNELS=0`)",
+              "kernel": "fused, C++ CPU kernels (built by `make install` / `sabn.enable_cpu_kernels()`)",
               "reference": "reference composition (BN, then gather and affine)", "compiled": "`torch.compile` (vs compiled BN)"}
     hw, prov = bench["hardware"], bench["provenance"]
     lines = ["## Layer speed: SaBN / CCBN against `nn.BatchNorm2d`", "",

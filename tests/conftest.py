@@ -12,6 +12,13 @@ def _small_threads():
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+@pytest.fixture(autouse=True)
+def _python_path():
+    """Every test starts on the Python path; tests/sabn/test_cpu_kernels.py turns the C++ kernels on."""
+    import sabn
+    sabn.disable_cpu_kernels()
+
+
 def compose(*overrides: str):
     """The validated config that ``python train.py <overrides>`` would run."""
     from hydra import compose as hydra_compose, initialize_config_dir

@@ -1,5 +1,7 @@
-"""The optional C++ CPU kernels (NCHW and channels_last): same numbers as the reference composition, opt-in, and a
-failed build falls back to the Python path with a warning that says why."""
+"""The C++ CPU kernels (NCHW and channels_last): the same numbers as the reference composition; used
+when enabled or already built (SABN_CPU_KERNELS=auto), never with SABN_CPU_KERNELS=0; a failed build
+falls back to the Python path with a warning that says why. (tests/conftest.py starts every test on
+the Python path.)"""
 import warnings
 
 import pytest
@@ -9,7 +11,7 @@ import sabn
 from sabn import build_norm, cpu_kernels, sample_affine_batch_norm, sample_affine_batch_norm_reference
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kernel():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -94,7 +96,7 @@ def test_kernel_is_opt_in_and_skips_what_it_does_not_cover(kernel):
 
 def test_failed_build_warns_and_keeps_the_python_path(monkeypatch):
     import torch.utils.cpp_extension as ext
-    monkeypatch.setattr(cpu_kernels, "_state", {"compiled": None, "active": False, "tried": False, "error": None})
+    monkeypatch.setattr(cpu_kernels, "_state", {"compiled": None, "active": False, "decided": False, "error": None})
 
     def broken(*args, **kwargs):
         raise RuntimeError("Error building extension\ng++: command not found")
@@ -105,3 +107,18 @@ def test_failed_build_warns_and_keeps_the_python_path(monkeypatch):
     layer = build_norm("sabn", 3, 2)
     x = torch.randn(4, 3, 2, 2).contiguous(memory_format=torch.channels_last)
     assert torch.isfinite(layer(x, torch.tensor([0, 1, 1, 0]))).all()
+
+
+@pytest.mark.parametrize("env, cached, expect", [("auto", True, True), ("auto", False, False),
+                                                 ("0", True, False), ("1", False, True)])
+def test_environment_decides_on_first_use(kernel, monkeypatch, env, cached, expect):
+    built = cpu_kernels._state["compiled"]
+    monkeypatch.setattr(cpu_kernels, "_state", {"compiled": built, "active": False, "decided": False, "error": None})
+    monkeypatch.setenv("SABN_CPU_KERNELS", env)
+    monkeypatch.setattr(cpu_kernels, "_cached_build", lambda: cached)
+    assert (cpu_kernels.cpu_kernel(torch.randn(2, 3, 4, 4)) is not None) is expect
+    assert sabn.cpu_kernels_status()["active"] is expect
+
+
+def test_cached_build_is_found_after_a_build(kernel):
+    assert cpu_kernels._cached_build(), "enable_cpu_kernels() leaves a build that auto mode picks up"
