@@ -7,8 +7,9 @@ bytes saved for backward (CPU) or the peak memory (CUDA) next to BN's.
     python scripts/bench_norms.py --quick            # < 1 minute on 2 CPU cores
     python scripts/bench_norms.py --device cuda      # full grid on a GPU
 
-On CPU every row also times ``<variant>_kernel``: the fused path with the optional C++ kernels
-(``sabn.enable_cpu_kernels()``, compiled once); ``--no-cpu-kernel`` skips them. Compiled layers
+``<variant>_fused`` is the default eager path: on CPU, the C++ kernels when they can be built
+(``sabn.enable_cpu_kernels()``, compiled once; ``make install`` does it); ``<variant>_python`` is the
+same layer forced onto the Python path (``--no-cpu-kernel`` times only that, as ``_fused``). Compiled layers
 start from a fresh dynamo cache per shape (one compiled frame per layer, as in a whole-model compile;
 otherwise the cache limit sends later shapes back to eager).
 """
@@ -95,10 +96,10 @@ def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compi
         for name in variants:
             layers[f"{name}_compiled"] = torch.compile(_make(name, c, k, device, True))
     fns = {key: (lambda l=layer: _step(l, x, y, grad)) for key, layer in layers.items()}
-    if kernel:   # the same fused layers, with and without the C++ channels_last backward
-        for name in variants:
-            fns[f"{name}_kernel"] = _with_kernel(True, fns[f"{name}_fused"])
-            fns[f"{name}_fused"] = _with_kernel(False, fns[f"{name}_fused"])
+    for name in variants:   # the same fused layers, with and without the C++ kernels
+        if kernel:
+            fns[f"{name}_python"] = _with_kernel(False, fns[f"{name}_fused"])
+        fns[f"{name}_fused"] = _with_kernel(kernel, fns[f"{name}_fused"])
     for fn in fns.values():
         for _ in range(3):
             fn()
@@ -135,7 +136,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="three shapes, K=10, fewer rounds (< 1 min on CPU)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--no-cpu-kernel", action="store_true", help="skip the optional C++ channels_last kernel")
+    parser.add_argument("--no-cpu-kernel", action="store_true", help="time the Python path only (as _fused)")
     parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "norms.json"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -171,10 +172,11 @@ def main(argv=None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print()
-    for label, fmt, suffix in (("fused eager, NCHW", "NCHW", "_fused"),
-                               ("fused eager, channels_last, Python path", "channels_last", "_fused"),
-                               ("fused eager, NCHW, C++ kernels", "NCHW", "_kernel"),
-                               ("fused eager, channels_last, C++ kernels", "channels_last", "_kernel"),
+    fused = "C++ kernels" if kernel else "Python path"
+    for label, fmt, suffix in ((f"fused eager ({fused}), NCHW", "NCHW", "_fused"),
+                               (f"fused eager ({fused}), channels_last", "channels_last", "_fused"),
+                               ("fused eager forced onto the Python path, NCHW", "NCHW", "_python"),
+                               ("fused eager forced onto the Python path, channels_last", "channels_last", "_python"),
                                ("compiled", None, "_compiled")):
         vals = [v for row in rows if fmt in (None, row["format"]) for key, v in row["ratio_to_bn"].items()
                 if key.endswith(suffix) and not key.startswith("bn")]

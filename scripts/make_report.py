@@ -82,8 +82,9 @@ def _speed() -> list:
                 continue
             variant, path_kind = key.split("_", 1)
             groups.setdefault((path_kind, row["format"]), []).append((ratio, variant, row))
-    labels = {"fused": "fused, Python path (no compiler, or `SABN_CPU_KERNELS=0`)",
-              "kernel": "fused, C++ CPU kernels (built by `make install` / `sabn.enable_cpu_kernels()`)",
+    kernels = bench.get("cpu_kernel", {}).get("timed", False)
+    labels = {"fused": "fused, default path" + (" (C++ CPU kernels, built by `make install`)" if kernels else ""),
+              "python": "fused, Python path (no compiler, or `SABN_CPU_KERNELS=0`)",
               "reference": "reference composition (BN, then gather and affine)", "compiled": "`torch.compile` (vs compiled BN)"}
     hw, prov = bench["hardware"], bench["provenance"]
     lines = ["## Layer speed: SaBN / CCBN against `nn.BatchNorm2d`", "",
@@ -92,7 +93,7 @@ def _speed() -> list:
              f"{'quick grid' if bench['quick'] else 'full grid'}: {len(bench['rows'])} rows of N, C, H, K and layout; "
              "every row in `bench/norms.json`). Targets: eager <= 1.5x, compiled <= 1.1x.", "",
              "| path | layout | ratio to BN: median | max | worst shape (N, C, H, K) |", "|---|---|---|---|---|"]
-    for path_kind in ("fused", "kernel", "compiled", "reference"):
+    for path_kind in ("fused", "python", "compiled", "reference"):
         for fmt in ("NCHW", "channels_last"):
             items = groups.get((path_kind, fmt))
             if not items:
