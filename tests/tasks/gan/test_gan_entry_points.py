@@ -27,6 +27,8 @@ def test_train_then_evaluate_smoke(tmp_path, cifar10):
     evaluated = _run("evaluate.py", "task=gan", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads(evaluated.stdout)["metrics"]["fid"] == pytest.approx(metrics["fid"], rel=1e-6)
+    other = _run("evaluate.py", "task=gan", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}", "task.model=autogan32")
+    assert other.returncode == 2 and "weights for 'generator' do not fit the model" in other.stderr
 
 
 def test_wrong_class_count_is_a_clear_error(tmp_path, cifar10):
