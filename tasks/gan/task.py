@@ -18,7 +18,7 @@ from ..common.task import RunContext, Task, TaskState
 from .metrics import fid as metrics
 from .metrics.inception import FIDInception, resolve_weights
 from .models.registry import MODELS, build_gan
-from .models.sngan import refresh_spectral_norm
+from .models.spectral import refresh_spectral_norm
 
 NORMS = ("bn", "ccbn", "sabn")
 

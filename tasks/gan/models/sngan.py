@@ -6,11 +6,11 @@ from typing import Callable, Dict, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from sabn import ConditionalBatchNorm2d
 
 from .blocks import AutoGANCell, DisBlock, GenBlock, NormLayer, OptimizedDisBlock
+from .spectral import apply_spectral_norm
 
 
 def init_weights(module: nn.Module) -> None:
@@ -40,29 +40,7 @@ def init_n02(module: nn.Module) -> None:
             nn.init.normal_(m.condition_bias, 0.0, 0.02)
 
 
-@torch.no_grad()
-def refresh_spectral_norm(module: nn.Module, iters: int = 10) -> None:
-    """Re-run the power iteration of every spectral-normed weight on its current value.
-
-    An EMA copy's ``u``, ``v`` come from the live weights (or are averages that are no longer unit
-    vectors), and in eval mode torch's spectral norm uses the stored vectors as they are.
-    """
-    from torch.nn.utils.parametrizations import _SpectralNorm
-    for m in module.modules():
-        plist = getattr(getattr(m, "parametrizations", None), "weight", None)
-        for p in plist or ():
-            if isinstance(p, _SpectralNorm) and hasattr(p, "_u"):
-                p._power_method(p._reshape_weight_to_matrix(plist.original), iters)
-
-
 INITS: Dict[str, Callable[[nn.Module], None]] = {"xavier": init_weights, "n02": init_n02}
-
-
-def apply_spectral_norm(module: nn.Module, kinds=(nn.Conv2d, nn.Linear, nn.Embedding)) -> None:
-    """Spectral norm (one power iteration per step) on every layer of the given kinds; after init."""
-    for m in list(module.modules()):
-        if isinstance(m, kinds):
-            spectral_norm(m)
 
 
 class _ToRGB(nn.Sequential):

@@ -76,7 +76,7 @@ def test_biggan_init_spectral_norm_in_g_and_biased_d_output():
 
 
 def test_refresh_spectral_norm_gives_the_top_singular_value():
-    from tasks.gan.models.sngan import refresh_spectral_norm
+    from tasks.gan.models.spectral import refresh_spectral_norm
     torch.manual_seed(0)
     g, _ = build_gan("biggan32", norm_layer("ccbn", num_conditions=10), 10, 16, 16, 16)
     conv = g.blocks[0].c1

@@ -1,0 +1,74 @@
+"""Spectral norm for the GAN models: torch's parametrization, made safe for ``torch.compile``.
+
+``torch.nn.utils.parametrizations.spectral_norm`` updates its ``u``, ``v`` buffers in place during
+the power iteration. Compiled with inductor, a discriminator called twice before one backward (real,
+then fake: the hinge loss) then fails with "one of the variables needed for gradient computation
+has been modified by an inplace operation" (eager mode is fine): the compiled graph keeps the
+buffers themselves for backward. ``SpectralNorm`` runs the power iteration eagerly and gives the
+graph fresh copies of ``u`` and ``v``. Buffers, state-dict keys and numbers are torch's (tested),
+so checkpoints load either way.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
+
+
+class SpectralNorm(_SpectralNorm):
+    """torch's ``_SpectralNorm`` whose power iteration runs outside the compiled graph and hands the
+    graph fresh copies of ``u``, ``v``."""
+
+    @torch.no_grad()
+    def _power_method(self, weight_mat: Tensor, n_power_iterations: int):
+        u, v = self._u, self._v
+        for _ in range(n_power_iterations):   # the same order and formulas as torch's
+            u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
+            v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps)
+        self._u.copy_(u)
+        self._v.copy_(v)
+        return u.clone(), v.clone()
+
+    # Inside a compiled graph inductor may write the new vectors straight into the buffers and keep
+    # them for backward; run eagerly (a graph break per layer, a few small ops) so it cannot.
+    _iterate = torch.compiler.disable(_power_method)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        if weight.ndim == 1:
+            return F.normalize(weight, dim=0, eps=self.eps)
+        weight_mat = self._reshape_weight_to_matrix(weight)
+        if self.training:
+            u, v = self._iterate(weight_mat.detach(), self.n_power_iterations)
+        else:
+            u, v = self._u.clone(), self._v.clone()
+        return weight / torch.vdot(u, torch.mv(weight_mat, v))
+
+
+def spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
+    """``torch.nn.utils.parametrizations.spectral_norm`` with ``SpectralNorm`` (dim 0: conv, linear,
+    embedding weights)."""
+    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight, n_power_iterations, 0, eps))
+    return module
+
+
+def apply_spectral_norm(module: nn.Module, kinds=(nn.Conv2d, nn.Linear, nn.Embedding)) -> None:
+    """Spectral norm (one power iteration per step) on every layer of the given kinds; after init."""
+    for m in list(module.modules()):
+        if isinstance(m, kinds):
+            spectral_norm(m)
+
+
+@torch.no_grad()
+def refresh_spectral_norm(module: nn.Module, iters: int = 10) -> None:
+    """Re-run the power iteration of every spectral-normed weight on its current value.
+
+    An EMA copy's ``u``, ``v`` come from the live weights (or are averages that are no longer unit
+    vectors), and in eval mode spectral norm uses the stored vectors as they are.
+    """
+    for m in module.modules():
+        plist = getattr(getattr(m, "parametrizations", None), "weight", None)
+        for p in plist or ():
+            if isinstance(p, _SpectralNorm) and hasattr(p, "_u"):
+                p._power_method(p._reshape_weight_to_matrix(plist.original), iters)
