@@ -1,6 +1,5 @@
 """The GAN models' spectral norm: torch's numbers and state dict, and a discriminator compiled with
 inductor survives two calls before one backward (torch's own parametrization fails there)."""
-import pytest
 import torch
 from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
 
