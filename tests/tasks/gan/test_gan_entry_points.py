@@ -70,3 +70,13 @@ def test_evaluate_with_intra_class_fid(tmp_path, cifar10):
     metrics = json.loads(evaluated.stdout)["metrics"]
     assert len(metrics["intra_fid_per_class"]) == 10 and math.isfinite(metrics["intra_fid"]) and metrics["intra_fid"] > 0
     assert "intra-class FID from 3 images per class" in evaluated.stderr
+
+
+@pytest.mark.slow
+def test_smoke_compiled_channels_last(tmp_path, cifar10):
+    """torch.compile (inductor) + channels_last through train.py (~75 s on 2 CPU cores, hence slow)."""
+    _need_fid_weights()
+    done = _run("train.py", "experiment=gan/smoke", "trainer.compile=true", "trainer.channels_last=true",
+                "trainer.eval_every=4", f"paths.run_dir={tmp_path}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert math.isfinite(json.loads(done.stdout[done.stdout.index("{"):])["metrics"]["fid"])
