@@ -102,6 +102,13 @@ def _as_4d(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1, 1)
 
 
+def _fold(x4: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, invstd: Tensor) -> Tensor:
+    """scale * (x - mean) * invstd + shift as one addcmul: (N, C) factors broadcast over (H, W)."""
+    s = scale.to(mean.dtype) * invstd
+    t = torch.addcmul(shift.to(mean.dtype), s, mean, value=-1)
+    return torch.addcmul(t[:, :, None, None], x4, s[:, :, None, None])
+
+
 def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps):
     """Shared forward: statistics (updating running buffers), then one addcmul with the folded affine."""
     x4 = _as_4d(x).to(_stats_dtype(x))
@@ -111,11 +118,26 @@ def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats
     else:
         mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
     invstd = torch.rsqrt(var + eps)
-    s = scale.to(x4.dtype) * invstd
-    t = torch.addcmul(shift.to(x4.dtype), s, mean, value=-1)
-    y = torch.addcmul(t[:, :, None, None], x4, s[:, :, None, None])
+    y = _fold(x4, scale, shift, mean, invstd)
     ctx.use_batch_stats = use_batch_stats
     return y.to(x.dtype).reshape(x.shape), mean, invstd
+
+
+def _grads_from_sums(use_batch_stats, g, x4, scale, mean, invstd, sg, sgx):
+    """grad_x (4-d) and grad_scale from the per-(sample, channel) sums of g and g * x."""
+    c = x4.shape[1]
+    scale32 = scale.to(x4.dtype)
+    grad_scale = torch.addcmul(sgx, sg, mean, value=-1).mul_(invstd)  # sum over (h, w) of g * x_hat
+    a = scale32 * invstd  # d y / d x at fixed statistics, per (n, c)
+    if not use_batch_stats:
+        return g * a[:, :, None, None], grad_scale
+    count = x4.numel() // c
+    # Means over (n, h, w) of g' = g * scale and of g' * x_hat, from the (N, C) sums.
+    means = (scale32 * torch.stack((sg, grad_scale))).sum(1).div_(count)
+    b = -invstd * invstd * means[1]
+    d = torch.addcmul(-invstd * means[0], b, mean, value=-1)
+    grad_x = torch.addcmul(d[None, :, None, None], x4, b[None, :, None, None])
+    return grad_x.addcmul_(g, a[:, :, None, None]), grad_scale
 
 
 def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
@@ -142,19 +164,7 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
     else:
         sg = g.sum((2, 3))
         sgx = (g * x4).sum((2, 3))
-    scale32 = scale.to(x4.dtype)
-    grad_scale = torch.addcmul(sgx, sg, mean, value=-1).mul_(invstd)  # sum over (h, w) of g * x_hat
-    a = scale32 * invstd  # d y / d x at fixed statistics, per (n, c)
-    if use_batch_stats:
-        count = x4.numel() // c
-        # Means over (n, h, w) of g' = g * scale and of g' * x_hat, from the (N, C) sums.
-        means = (scale32 * torch.stack((sg, grad_scale))).sum(1).div_(count)
-        b = -invstd * invstd * means[1]
-        d = torch.addcmul(-invstd * means[0], b, mean, value=-1)
-        grad_x = torch.addcmul(d[None, :, None, None], x4, b[None, :, None, None])
-        grad_x.addcmul_(g, a[:, :, None, None])
-    else:
-        grad_x = g * a[:, :, None, None]
+    grad_x, grad_scale = _grads_from_sums(use_batch_stats, g, x4, scale, mean, invstd, sg, sgx)
     return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
 
 
@@ -297,32 +307,20 @@ class _FoldedBatchNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, scale, shift, eps):
-        x32 = x.to(_stats_dtype(x))
-        var, mean = torch.var_mean(x32, dim=[0] + list(range(2, x.dim())), correction=0)
+        x4 = _as_4d(x).to(_stats_dtype(x))
+        var, mean = torch.var_mean(x4, dim=(0, 2, 3), correction=0)
         invstd = torch.rsqrt(var + eps)
-        s = scale.to(x32.dtype) * invstd
-        view = (x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2)
-        y = torch.addcmul((shift.to(x32.dtype) - s * mean).reshape(view), x32, s.reshape(view))
         ctx.save_for_backward(x, scale, mean, invstd)
         ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+        return _fold(x4, scale, shift, mean, invstd).reshape(x.shape), mean, var
 
     @staticmethod
     def backward(ctx, grad_out, _grad_mean, _grad_var):
         x, scale, mean, invstd = ctx.saved_tensors
-        n, c = x.shape[:2]
-        x32, g = x.to(mean.dtype), grad_out.to(mean.dtype)
-        dims = list(range(2, x.dim()))
-        per_channel = (1, c) + (1,) * len(dims)
-        sg = g.sum(dims)
-        grad_scale = ((g * x32).sum(dims) - sg * mean) * invstd   # sum over (h, w) of g * x_hat
-        scale32 = scale.to(mean.dtype)
-        count = x.numel() // c
-        b = -invstd * invstd * (scale32 * grad_scale).sum(0) / count
-        d = -invstd * (scale32 * sg).sum(0) / count - b * mean
-        grad_x = (scale32 * invstd).reshape((n, c) + (1,) * len(dims)) * g + b.reshape(per_channel) * x32 \
-            + d.reshape(per_channel)
-        return grad_x.to(x.dtype), grad_scale.to(scale.dtype), sg.to(scale.dtype), None
+        x4, g = _as_4d(x).to(mean.dtype), _as_4d(grad_out).to(mean.dtype)
+        sg = g.sum((2, 3))
+        grad_x, grad_scale = _grads_from_sums(True, g, x4, scale, mean, invstd, sg, (g * x4).sum((2, 3)))
+        return grad_x.to(x.dtype).reshape(x.shape), grad_scale.to(scale.dtype), sg.to(scale.dtype), None
 
 
 def sample_affine_batch_norm_folded(
@@ -338,9 +336,7 @@ def sample_affine_batch_norm_folded(
     """The same function written for compilers (``_FoldedBatchNorm``): ~1.0x compiled BN on CPU,
     where the BN-then-affine composition compiled to ~1.2x."""
     if not use_batch_stats:
-        view = (scale.shape[0], scale.shape[1]) + (1,) * (x.dim() - 2)
-        s = scale.to(running_mean.dtype) * torch.rsqrt(running_var + eps)
-        return torch.addcmul((shift.to(s.dtype) - s * running_mean).reshape(view), x, s.reshape(view))
+        return _fold(_as_4d(x), scale, shift, running_mean, torch.rsqrt(running_var + eps)).reshape(x.shape)
     y, mean, var = _FoldedBatchNorm.apply(x, scale, shift, eps)
     if running_mean is not None:
         count = x.numel() // x.shape[1]
