@@ -94,7 +94,7 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
             "channels_last": bool(cfg.trainer.channels_last), "compile": bool(cfg.trainer.compile),
             "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4), "steps": steps,
             "unit": f"G iteration ({cycle} D steps + 1 G step)" if task_name == "gan" else "train step",
-            "cpu_kernels": sabn.cpu_kernels_status()["active"],
+            "cpu_kernels": sabn.cpu_kernels_status()["active"], "seed": int(cfg.trainer.seed),
             "peak_bytes": int(peak), "peak_kind": "cuda_max_allocated" if device.type == "cuda" else "max_rss",
             "device": str(device)}
 
@@ -139,8 +139,9 @@ def main(argv=None):
         out = ROOT / "results" / "bench" / f"step_{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         command = " ".join(["scripts/bench_step.py", *sys.argv[1:]])
-        for row in rows:
-            row["command"] = command
+        prov = provenance()
+        for row in rows:   # rows of several invocations are merged below: each keeps its own origin
+            row.update(command=command, commit=prov["commit"], dirty=prov["dirty"])
         key = lambda r: (r["scale"], r["norm"], r["norm_path"], r["channels_last"], r["compile"], r["device"])  # noqa: E731
         kept = json.loads(out.read_text())["rows"] if out.is_file() else []
         fresh = {key(r) for r in rows}
