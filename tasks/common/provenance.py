@@ -47,7 +47,8 @@ def provenance(device: str = "cpu") -> Dict[str, Any]:
     commit = _git("rev-parse", "HEAD")
     return {
         "commit": commit or "unknown",
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+        # Whether the code differs from the commit; results/ is where runs and benchmarks write.
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")) if commit else None,
         "host": socket.gethostname(),
         "device": device,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
