@@ -156,6 +156,17 @@ class ConditionalBatchNorm2d(nn.Module):
             return scale * self.weight, torch.addcmul(shift, scale, self.bias)
         return scale, shift
 
+    def _empty(self, x: Tensor, k, rm: Optional[Tensor], rv: Optional[Tensor]) -> Tensor:
+        """N = 0 behaves as ``nn.BatchNorm2d``: an empty output still connected to the affine (zero
+        gradients), the batch counter advanced, the running statistics untouched."""
+        out = F.batch_norm(x, rm, rv, None, None, False if rm is not None else True, 0.0, self.eps)
+        scale, shift = self._affine(k)
+        if scale is None:
+            return out
+        view = (-1, self.num_features) + (1,) * (x.dim() - 2) if scale.dim() == 2 else \
+            (1, self.num_features) + (1,) * (x.dim() - 2)
+        return out * scale.reshape(view) + shift.reshape(view)
+
     def forward(self, x: Tensor, condition: Condition = None) -> Tensor:
         """Normalise ``x`` (N, C, ...) and apply the affine chosen by ``condition`` (int or [N])."""
         self._check_input(x)
@@ -164,6 +175,8 @@ class ConditionalBatchNorm2d(nn.Module):
         k = resolve_condition(type(self).__name__, condition, self.num_conditions, x.shape[0],
                               per_sample=not self.split_statistics)
         rm, rv, use_batch, momentum = self._statistics(k)
+        if x.shape[0] == 0:
+            return self._empty(x, k, rm, rv)
         per_sample = isinstance(k, Tensor) and k.dim() == 1
         if per_sample and self.fused and x.device.type in _FUSED_DEVICES and not torch.compiler.is_compiling():
             return conditional_batch_norm(x, k, self.condition_weight, self.condition_bias, self.weight,

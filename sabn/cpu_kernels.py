@@ -45,7 +45,7 @@ _SOURCE = r"""
 static at::Tensor sums_and_grad_x(const at::Tensor& g, const at::Tensor& x, const at::Tensor& scale,
                                   const at::Tensor& mean, const at::Tensor& invstd, bool use_batch_stats,
                                   at::Tensor& sg, at::Tensor& gscale) {
-  const int64_t n = x.size(0), c = x.size(1), hw = x.numel() / (n * c);
+  const int64_t n = x.size(0), c = x.size(1), hw = n * c > 0 ? x.numel() / (n * c) : 0;
   sg = at::empty({n, c}, x.options());
   gscale = at::empty({n, c}, x.options());
   const float* gp = g.data_ptr<float>();
@@ -152,7 +152,7 @@ std::vector<at::Tensor> conditional_forward(const at::Tensor& x, const at::Tenso
                                             const c10::optional<at::Tensor>& sw,
                                             const c10::optional<at::Tensor>& sb,
                                             const at::Tensor& mean, const at::Tensor& var, double eps) {
-  const int64_t n = x.size(0), c = x.size(1), hw = x.numel() / (n * c);
+  const int64_t n = x.size(0), c = x.size(1), hw = n * c > 0 ? x.numel() / (n * c) : 0;
   auto scale = at::empty({n, c}, x.options());
   auto invstd = at::empty({c}, x.options());
   std::vector<float> fs(n * c), ft(n * c);

@@ -252,6 +252,12 @@ class _ConditionalBatchNorm(torch.autograd.Function):
         return grad_x, None, grad_cw, grad_cb, grad_sw, grad_sb, None, None, None, None, None
 
 
+def _empty_affine(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """The (0, C, ...) output of an empty batch, connected to ``scale``/``shift`` (zero gradients)."""
+    view = (0, x.shape[1]) + (1,) * (x.dim() - 2)
+    return x * scale.reshape(view) + shift.reshape(view)
+
+
 def conditional_batch_norm(x: Tensor, index: Tensor, cond_weight: Tensor, cond_bias: Tensor,
                            shared_weight: Optional[Tensor], shared_bias: Optional[Tensor],
                            running_mean: Optional[Tensor], running_var: Optional[Tensor],
@@ -259,6 +265,11 @@ def conditional_batch_norm(x: Tensor, index: Tensor, cond_weight: Tensor, cond_b
     """Fused CCBN (``shared_weight=None``) or SaBN with per-sample conditions ``index`` (N,)."""
     if not use_batch_stats and running_mean is None:
         raise ValueError("conditional_batch_norm: evaluation without running statistics is undefined")
+    if x.shape[0] == 0:   # as F.batch_norm: an empty output, no statistics update (no kernel sees N = 0)
+        scale, shift = cond_weight[index], cond_bias[index]
+        if shared_weight is not None:
+            scale, shift = scale * shared_weight, torch.addcmul(shift, scale, shared_bias)
+        return _empty_affine(x, scale, shift)
     return _ConditionalBatchNorm.apply(x, index, cond_weight, cond_bias, shared_weight, shared_bias,
                                        running_mean, running_var, use_batch_stats, momentum, eps)
 
@@ -280,6 +291,8 @@ def sample_affine_batch_norm(
     """
     if not use_batch_stats and running_mean is None:
         raise ValueError("sample_affine_batch_norm: evaluation without running statistics is undefined")
+    if x.shape[0] == 0:
+        return _empty_affine(x, scale, shift)
     return _SampleAffineBatchNorm.apply(x, scale, shift, running_mean, running_var,
                                         use_batch_stats, momentum, eps)
 
@@ -351,7 +364,10 @@ def instance_stats(x: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     (unbiased variance plus ``eps`` under the square root), in float32 for low-precision inputs."""
     if x.dim() < 3:
         raise ValueError(f"instance statistics need an input of shape (N, C, H, W), got {tuple(x.shape)}")
-    flat = x.reshape(x.shape[0], x.shape[1], -1).to(_stats_dtype(x))
+    flat = x.flatten(2).to(_stats_dtype(x))   # flatten, not reshape(-1): N = 0 stays (0, C, HW)
+    if flat.shape[0] == 0:
+        empty = flat.new_zeros(flat.shape[:2])
+        return empty, empty
     if flat.shape[-1] < 2:
         raise ValueError(f"instance statistics need at least 2 spatial positions, got shape {tuple(x.shape)}")
     var, mean = torch.var_mean(flat, dim=-1, correction=1)
