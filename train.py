@@ -1,5 +1,6 @@
 """Train any task: python train.py experiment=adv/cpu norm=saauxbn trainer.seed=1"""
 import json
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -15,6 +16,8 @@ def run(cfg: DictConfig) -> dict:
     task = get_task(cfg.task.name)
     out = train(validate(cfg, task.schema), task)
     print(json.dumps(out, indent=2, default=float))
+    if out.get("signal"):   # interrupted and checkpointed: 128 + signal, so launchers and schedulers stop
+        sys.exit(128 + out["signal"])
     return out
 
 

@@ -21,8 +21,12 @@ def save_checkpoint(payload: Dict[str, Any], path: Path) -> Path:
     A crash mid-write leaves the previous file intact; nothing is ever half-written at ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror}); the previous "
+                              "checkpoint there is untouched. Make the folder writable and rerun to resume") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save({"format": FORMAT, **payload}, handle)
@@ -59,8 +63,14 @@ def find_resume(run_dir: Path) -> Optional[Path]:
     return candidate if candidate.is_file() else None
 
 
-def config_drift(saved: Dict[str, Any], current: Dict[str, Any], ignore=("trainer.resume",
-                 "trainer.allow_config_change", "trainer.steps", "paths", "logger")) -> list:
+# Keys that control how a run is driven, not what it computes: changing them on resume is allowed.
+# (trainer.steps: a longer run continues; a shorter one is refused by the runner.)
+RUN_CONTROL_KEYS = ("trainer.resume", "trainer.allow_config_change", "trainer.steps", "trainer.progress",
+                    "trainer.log_every", "trainer.device", "trainer.num_threads", "trainer.checkpoint_every",
+                    "results.write", "paths", "logger")
+
+
+def config_drift(saved: Dict[str, Any], current: Dict[str, Any], ignore=RUN_CONTROL_KEYS) -> list:
     """Dotted keys whose values differ between two resolved configs (ignoring run-control keys)."""
     diffs = []
 

@@ -9,8 +9,9 @@ from omegaconf.errors import OmegaConfBaseException
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataNotFoundError
+from .rundir import RunDirError
 
-USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, ValueError, OmegaConfBaseException)
+USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, RunDirError, ValueError, OmegaConfBaseException)
 
 
 def friendly_errors(main):

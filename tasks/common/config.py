@@ -8,6 +8,16 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
+def _repo_path(path: str) -> str:
+    """``${repo_path:<p>}``: a relative path taken from the repository root (Hydra's run dir uses it, so
+    its log file lands in the run directory whatever the working directory)."""
+    from .rundir import resolve_run_dir
+    return str(resolve_run_dir(str(path)))
+
+
+OmegaConf.register_new_resolver("repo_path", _repo_path, replace=True)
+
+
 class ConfigError(ValueError):
     """A config key or value that the schema does not accept."""
 

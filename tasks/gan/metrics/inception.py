@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ...common.assets import package_file
 from ...common.data import cache_dir
+from ...common.seeding import isolated_rng
 
 PT_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -60,7 +61,8 @@ def convert_fid_helper(path: Path) -> Dict[str, Tensor]:
         if key.endswith(".weight"):
             stem = key[: -len(".weight")]
             groups.append((source[key], source[stem + ".beta"], source[stem + ".mean"], source[stem + ".var"]))
-    model = _skeleton()
+    with isolated_rng():
+        model = _skeleton()
     target = model.state_dict()
     convs = [name for name, m in model.named_modules() if type(m).__name__ == "BasicConv2d"]
     if len(convs) != len(groups):
@@ -120,11 +122,11 @@ class FIDInception(nn.Module):
     def __init__(self, weights: InceptionWeights) -> None:
         super().__init__()
         from pytorch_fid.inception import InceptionV3
-        with _serving(weights.state_dict):
+        with _serving(weights.state_dict), isolated_rng():   # construction inits layers from the RNG
             self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
                                    normalize_input=True, use_fid_inception=True)
+            self.fc = nn.Linear(2048, 1008)
         self.has_logits, self.source = weights.has_logits, weights.source
-        self.fc = nn.Linear(2048, 1008)
         if weights.has_logits:
             self.fc.load_state_dict({"weight": weights.state_dict["fc.weight"], "bias": weights.state_dict["fc.bias"]})
         self.eval().requires_grad_(False)
