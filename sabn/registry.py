@@ -52,6 +52,26 @@ def _accepted_options(cls) -> set:
     return names - {"self", "num_features", "num_conditions"}
 
 
+def _check_values(name: str, num_features: int, num_conditions: int, kwargs: Dict[str, Any]) -> None:
+    """Refuse values torch would accept and misbehave with (negative eps, momentum outside [0, 1])."""
+    problems = []
+    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
+        problems.append(f"num_features={num_features!r} must be an int >= 1")
+    if isinstance(num_conditions, bool) or not isinstance(num_conditions, int) or num_conditions < 1:
+        problems.append(f"num_conditions={num_conditions!r} must be an int >= 1")
+    eps = kwargs.get("eps", 1e-5)
+    if not isinstance(eps, (int, float)) or not eps > 0:
+        problems.append(f"eps={eps!r} must be > 0")
+    momentum = kwargs.get("momentum", 0.1)
+    if momentum is not None and (not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1):
+        problems.append(f"momentum={momentum!r} must be in [0, 1] (or None for a cumulative average)")
+    std = kwargs.get("gamma_init_std", 0.0)
+    if not isinstance(std, (int, float)) or std < 0:
+        problems.append(f"gamma_init_std={std!r} must be >= 0")
+    if problems:
+        raise ValueError(f"norm '{name}': " + "; ".join(problems))
+
+
 def build_norm(name: str, num_features: int, num_conditions: int = 1, **options: Any) -> nn.Module:
     """Build norm ``name`` for ``num_features`` channels and K = ``num_conditions`` conditions.
 
@@ -65,6 +85,7 @@ def build_norm(name: str, num_features: int, num_conditions: int = 1, **options:
         raise ValueError(f"norm '{name}' does not take option(s) {unknown}; "
                          f"it accepts: {', '.join(sorted(allowed))}")
     kwargs = {**spec.defaults, **options}
+    _check_values(name, num_features, num_conditions, kwargs)
     if spec.cls is batchnorm.BatchNorm2d:
         return spec.cls(num_features, **kwargs)
     return spec.cls(num_features, num_conditions, **kwargs)

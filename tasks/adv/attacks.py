@@ -56,12 +56,25 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, step_size: float, st
 
 
 class BranchSelect(nn.Module):
-    """``forward(x) -> logits`` through one branch in eval mode, for torchattacks / AutoAttack."""
+    """``forward(x) -> logits`` through one branch, for torchattacks / AutoAttack.
+
+    The wrapper has no mode of its own: ``training`` is the wrapped model's, so an attack library
+    that saves and restores the mode (torchattacks does) sees and restores the model's real mode.
+    Put the model in eval mode for evaluation, as with any model.
+    """
 
     def __init__(self, model: nn.Module, branch="adv") -> None:
         super().__init__()
         self.model, self.branch = model, branch_index(branch)
-        self.eval()
+
+    @property
+    def training(self) -> bool:  # type: ignore[override]
+        model = self._modules.get("model") if "_modules" in self.__dict__ else None
+        return model.training if model is not None else False
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        pass   # nn.Module.train() sets it, then propagates to the model, which holds the real flag
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x, self.branch)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from sabn import norm_layer
 
 from ..common.data import TensorBatches, load_dataset, random_crop_flip
+from ..common.config import checked
 from ..common.distributed import unwrap, wrap_ddp
 from ..common.task import RunContext, Task, TaskState
 from .attacks import check_eps, pgd
@@ -20,33 +21,33 @@ NORMS = ("bn", "auxbn", "saauxbn")
 
 @dataclass
 class AttackConfig:
-    eps: float = 8 / 255
-    step_size: float = 2 / 255
-    steps: int = 7
+    eps: float = checked(8 / 255, ge=0)
+    step_size: float = checked(2 / 255, ge=0)
+    steps: int = checked(7, ge=0)
     random_start: bool = True
 
 
 @dataclass
 class AdvTaskConfig:
     name: str = "adv"
-    blocks: List[int] = field(default_factory=lambda: [2, 2, 2, 2])   # PreAct-ResNet-18
-    width: int = 64
-    epochs: int = 200                 # sets trainer.steps = epochs * batches per epoch when > 0
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: List[int] = field(default_factory=lambda: [50, 150])   # epochs, lr x0.1 at each
-    warmup_iters: int = 200           # epoch 0: lr = min(lr, 0.01 + it * (lr - 0.01) / warmup_iters)
-    val_size: int = 5000              # 45k/5k split of CIFAR-10 train
+    blocks: List[int] = checked(factory=lambda: [2, 2, 2, 2], ge=1)  # PreAct-ResNet-18
+    width: int = checked(64, ge=1)
+    epochs: int = checked(200, ge=0)  # sets trainer.steps = epochs * batches per epoch when > 0
+    batch_size: int = checked(128, ge=1)
+    lr: float = checked(0.1, gt=0)
+    momentum: float = checked(0.9, ge=0)
+    weight_decay: float = checked(5e-4, ge=0)
+    milestones: List[int] = checked(factory=lambda: [50, 150], ge=0)  # epochs, lr x0.1 at each
+    warmup_iters: int = checked(200, ge=0)  # epoch 0: lr = min(lr, 0.01 + it * (lr - 0.01) / warmup_iters)
+    val_size: int = checked(5000, ge=0)  # 45k/5k split of CIFAR-10 train
     split_seed: int = 10
     train_attack: AttackConfig = field(default_factory=AttackConfig)
-    eval_steps: List[int] = field(default_factory=lambda: [10, 20])
-    eval_batch_size: int = 256
-    val_examples: int = 1000          # val images used for the per-evaluation PGD-10 check
-    test_examples: int = 10000        # test images for the final SA / PGD table
+    eval_steps: List[int] = checked(factory=lambda: [10, 20], ge=0)
+    eval_batch_size: int = checked(256, ge=1)
+    val_examples: int = checked(1000, ge=0)  # val images used for the per-evaluation PGD-10 check
+    test_examples: int = checked(10000, ge=0)  # test images for the final SA / PGD table
     eval_seed: int = 0
-    eval_restarts: int = 1            # PGD restarts per example at evaluation (worst case counts)
+    eval_restarts: int = checked(1, ge=1)  # PGD restarts per example at evaluation (worst case counts)
 
 
 class AdvTask(Task):

@@ -1,12 +1,12 @@
 """Checkpoints: one file per snapshot, written atomically, loaded with ``weights_only=True``."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
+
+from .cache import atomic_write
 
 FORMAT = "sabn-checkpoint-v1"
 
@@ -22,22 +22,10 @@ def save_checkpoint(payload: Dict[str, Any], path: Path) -> Path:
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        return atomic_write(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle), durable=True)
     except OSError as error:
-        raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror}); the previous "
+        raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror or error}); the previous "
                               "checkpoint there is untouched. Make the folder writable and rerun to resume") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:

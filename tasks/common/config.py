@@ -1,6 +1,8 @@
 """Structured-config schemas: every key a run accepts, with its type; validation with clear errors."""
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -22,14 +24,66 @@ class ConfigError(ValueError):
     """A config key or value that the schema does not accept."""
 
 
+def checked(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, ge: Optional[float] = None,
+            gt: Optional[float] = None, le: Optional[float] = None, lt: Optional[float] = None,
+            choices: Optional[tuple] = None, pattern: Optional[str] = None) -> Any:
+    """A schema field with the values it accepts (bounds, for lists on every item; choices; a regex).
+    :func:`validate` refuses anything else, naming the key and the rule."""
+    rules = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt), ("choices", choices),
+                               ("pattern", pattern)) if v is not None}
+    return field(default=default, default_factory=factory, metadata={"rules": rules})
+
+
+def _violation(value: Any, rules: Dict[str, Any]) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and any(k in rules for k in ("ge", "gt", "le", "lt")):
+        return next((f"item {v!r}: {why}" for v in value if (why := _violation(v, rules))), None)
+    for name, fails, text in (("ge", lambda v, r: v < r, ">= {}"), ("gt", lambda v, r: v <= r, "> {}"),
+                              ("le", lambda v, r: v > r, "<= {}"), ("lt", lambda v, r: v >= r, "< {}")):
+        if name in rules and isinstance(value, (int, float)) and fails(value, rules[name]):
+            return "must be " + text.format(rules[name])
+    if "choices" in rules and value not in rules["choices"]:
+        return f"must be one of {', '.join(map(str, rules['choices']))}"
+    if "pattern" in rules and not re.fullmatch(rules["pattern"], str(value)):
+        return f"must match {rules['pattern']}"
+    return None
+
+
+def check_values(cfg: Any, schema: type, prefix: str = "") -> None:
+    """Apply the rules of :func:`checked` fields of ``schema`` (nested schemas too) to ``cfg``."""
+    for f in dataclasses.fields(schema):
+        key, value = f"{prefix}{f.name}", cfg.get(f.name)
+        nested = _nested_schema(f)
+        if nested is not None and value is not None:
+            check_values(value, nested, key + ".")
+            continue
+        rules = f.metadata.get("rules")
+        if rules:
+            plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            why = _violation(plain, rules)
+            if why:
+                raise ConfigError(f"bad config: {key}={plain!r} {why}")
+
+
+def _nested_schema(f: dataclasses.Field) -> Optional[type]:
+    if f.default_factory is dataclasses.MISSING:
+        return None
+    sample = f.default_factory()
+    return type(sample) if dataclasses.is_dataclass(sample) else None
+
+
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
+
+
 @dataclass
 class TrainerConfig:
-    steps: int = 100                 # optimisation steps (the task defines what one step is)
-    eval_every: int = 50             # steps between evaluations (0: only at the end)
-    checkpoint_every: int = 50       # steps between 'last' checkpoints (0: only at the end)
-    keep_every: int = 0              # also keep a numbered snapshot every this many steps (0: never)
-    log_every: int = 10
-    device: str = "auto"             # auto | cpu | cuda | cuda:<i>
+    steps: int = checked(100, ge=0)  # optimisation steps (the task defines what one step is)
+    eval_every: int = checked(50, ge=0)  # steps between evaluations (0: only at the end)
+    checkpoint_every: int = checked(50, ge=0)  # steps between 'last' checkpoints (0: only at the end)
+    keep_every: int = checked(0, ge=0)  # also keep a numbered snapshot every this many steps (0: never)
+    log_every: int = checked(10, ge=1)
+    device: str = checked("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:<i>
     amp: bool = False                # autocast (bf16 on CPU, fp16 with a grad scaler on CUDA)
     channels_last: bool = False
     compile: bool = False
@@ -37,7 +91,7 @@ class TrainerConfig:
     seed: int = 0
     resume: bool = True              # continue from <run_dir>/checkpoints/last.pt when present
     allow_config_change: bool = False
-    num_threads: int = 0             # torch threads on CPU (0: leave torch's default)
+    num_threads: int = checked(0, ge=0)  # torch threads on CPU (0: leave torch's default)
     cpu_kernels: bool = False        # C++ channels_last backward of the SaBN family on CPU (compiled once)
     progress: bool = True
 
@@ -46,9 +100,9 @@ class TrainerConfig:
 class DataConfig:
     name: str = "cifar10"
     root: Optional[str] = None       # explicit data root; else $SABN_DATA_DIR, ./data, ../shared/data
-    train_subset: int = 0            # first-k of a seeded permutation (0: all)
-    test_subset: int = 0
-    num_workers: int = 0             # data is preloaded as tensors; workers are rarely useful
+    train_subset: int = checked(0, ge=0)  # first-k of a seeded permutation (0: all)
+    test_subset: int = checked(0, ge=0)
+    num_workers: int = checked(0, ge=0)  # data is preloaded as tensors; workers are rarely useful
     download: bool = True            # fetch CIFAR with torchvision when no copy is found (needs network)
 
 
@@ -74,14 +128,14 @@ class LoggerConfig:
 class ResultsConfig:
     write: bool = False              # write results/<task>/<experiment>/seed<k>.json at the end
     experiment: str = "default"
-    scale: str = "smoke"             # smoke | cpu | paper
+    scale: str = "smoke"  # smoke | cpu | paper
 
 
 @dataclass
 class AnalysisConfig:
     enabled: bool = False            # record per-condition gradient balance / diversity (sabn.analysis)
-    every: int = 50                  # steps between records
-    window: int = 1                  # steps accumulated per record (NAS split layers need > 1)
+    every: int = checked(50, ge=1)  # steps between records
+    window: int = checked(1, ge=1)  # steps accumulated per record (NAS split layers need > 1)
 
 
 @dataclass
@@ -126,4 +180,6 @@ def validate(cfg: DictConfig, task_schema) -> DictConfig:
         raise _explain(error, "task", task_schema) from None
     merged.task = task_cfg
     OmegaConf.set_struct(merged, True)
+    check_values(merged, RunConfig)
+    check_values(merged.task, task_schema, "task.")
     return merged

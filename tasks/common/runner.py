@@ -24,10 +24,18 @@ from .task import RunContext, Task, TaskState, get_task
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:<i>``; a device this machine lacks is an error."""
+    import re
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", str(name)):
+        raise ValueError(f"device '{name}' is not one of auto, cpu, cuda, cuda:<i>, mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"trainer.device={name} but CUDA is not available here; use trainer.device=cpu")
+        raise ValueError(f"device '{name}' was asked for but CUDA is not available here; use cpu (or auto)")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' was asked for but MPS is not available here; use cpu (or auto)")
     return torch.device(name)
 
 

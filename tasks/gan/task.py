@@ -13,6 +13,7 @@ from torchvision.utils import make_grid, save_image
 from sabn import norm_layer
 
 from ..common.data import TensorBatches, cache_dir, load_dataset
+from ..common.config import checked
 from ..common.distributed import wrap_ddp
 from ..common.task import RunContext, Task, TaskState
 from .metrics import fid as metrics
@@ -25,35 +26,35 @@ NORMS = ("bn", "ccbn", "sabn")
 
 @dataclass
 class FIDConfig:
-    num_samples: int = 50000          # generated images per evaluation (paper: 50k)
-    batch_size: int = 100
-    reference_split: str = "train"    # CIFAR-10 train statistics, as the paper
-    reference_count: int = 50000
+    num_samples: int = checked(50000, ge=2)  # generated images per evaluation (paper: 50k)
+    batch_size: int = checked(100, ge=1)
+    reference_split: str = checked("train", choices=("train", "test"))  # CIFAR-10 train statistics, as the paper
+    reference_count: int = checked(50000, ge=2)
     weights_path: Optional[str] = None
     allow_download: bool = False
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    is_splits: int = 10
-    intra_class_samples: int = 0      # per class; > 0 adds intra-class FID (mean of per-class FIDs)
+    kid_subsets: int = checked(100, ge=1)
+    kid_subset_size: int = checked(1000, ge=2)
+    is_splits: int = checked(10, ge=1)
+    intra_class_samples: int = checked(0, ge=0)  # per class; > 0 adds intra-class FID (mean of per-class FIDs)
 
 
 @dataclass
 class GanTaskConfig:
     name: str = "gan"
     model: str = "sngan32"
-    num_classes: int = 10
-    g_ch: int = 256
-    d_ch: int = 128
-    z_dim: int = 128
-    n_dis: int = 5
-    d_batch_size: int = 64
-    g_batch_size: int = 128
-    lr: float = 2e-4
-    betas: List[float] = field(default_factory=lambda: [0.0, 0.9])
-    ema_decay: float = 0.999
-    ema_start: int = 0                # G steps during which the EMA copies G (BigGAN: 1000)
-    ema_buffers: str = "live"         # live: BN statistics of the live G (official); ema: averaged too
-    sheet_columns: int = 10
+    num_classes: int = checked(10, ge=1)
+    g_ch: int = checked(256, ge=1)
+    d_ch: int = checked(128, ge=1)
+    z_dim: int = checked(128, ge=1)
+    n_dis: int = checked(5, ge=1)
+    d_batch_size: int = checked(64, ge=1)
+    g_batch_size: int = checked(128, ge=1)
+    lr: float = checked(2e-4, gt=0)
+    betas: List[float] = checked(factory=lambda: [0.0, 0.9], ge=0, lt=1)
+    ema_decay: float = checked(0.999, ge=0, le=1)
+    ema_start: int = checked(0, ge=0)  # G steps during which the EMA copies G (BigGAN: 1000)
+    ema_buffers: str = checked("live", choices=("live", "ema"))  # live: BN statistics of the live G (official); ema: averaged too
+    sheet_columns: int = checked(10, ge=1)
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 

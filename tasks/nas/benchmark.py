@@ -9,6 +9,8 @@ import csv
 from pathlib import Path
 from typing import Dict, Optional
 
+import torch
+
 from .space import arch_str_to_genotype, genotype_to_arch_str
 
 # (dataset, metric) -> CSV column. Metrics: 'test' (the NAS-Bench-201 paper's number: ori-test for
@@ -26,6 +28,36 @@ COLUMNS = {
     ("ImageNet16-120", "test_12ep"): "in16_xtest_12ep",
 }
 REQUIRED = {"index", "arch_str", "c10_oritest_200ep", "c100_xtest_200ep", "in16_xtest_200ep"}
+# The same (dataset, metric) pairs through the official API's get_more_info: (its data set name, hp,
+# key). Its 'test-accuracy' is ori-test for cifar10 / cifar10-valid and x-test for the other two; the
+# CIFAR-10 validation number exists only for the 'cifar10-valid' training (train on 25k).
+API_QUERIES = {
+    ("cifar10", "test"): ("cifar10", "200", "test-accuracy"),
+    ("cifar10", "valid"): ("cifar10-valid", "200", "valid-accuracy"),
+    ("cifar10-valid", "test"): ("cifar10-valid", "200", "test-accuracy"),
+    ("cifar100", "test"): ("cifar100", "200", "test-accuracy"),
+    ("ImageNet16-120", "test"): ("ImageNet16-120", "200", "test-accuracy"),
+    ("cifar10", "test_12ep"): ("cifar10", "12", "test-accuracy"),
+    ("cifar100", "valid_12ep"): ("cifar100", "12", "valid-accuracy"),
+    ("cifar100", "test_12ep"): ("cifar100", "12", "test-accuracy"),
+    ("ImageNet16-120", "valid_12ep"): ("ImageNet16-120", "12", "valid-accuracy"),
+    ("ImageNet16-120", "test_12ep"): ("ImageNet16-120", "12", "test-accuracy"),
+}
+
+
+def _check_row(path: Path, line: int, row: Dict[str, Optional[str]]) -> None:
+    """A cut or garbled row (a truncated download) is refused, never read as missing ground truth."""
+    if None in row or any(value is None for value in row.values()):
+        raise ValueError(f"{path} line {line} does not have the header's number of fields: the table is "
+                         "truncated or corrupt; replace it with a complete copy")
+    for column in REQUIRED - {"arch_str"}:
+        try:
+            value = float(row[column])
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value <= (15625 if column == "index" else 100):
+            raise ValueError(f"{path} line {line}: {column}={row[column]!r} is not a valid "
+                             f"{'index' if column == 'index' else 'accuracy in percent'}; the table is corrupt")
 
 
 class Benchmark:
@@ -49,7 +81,10 @@ class TableBenchmark(Benchmark):
             if missing:
                 raise ValueError(f"{path} is not a NAS-Bench-201 accuracy table: columns {sorted(missing)} "
                                  "are missing (see the table format in shared/data/README.md)")
-            self.rows: Dict[str, Dict[str, str]] = {row["arch_str"]: row for row in reader}
+            self.rows: Dict[str, Dict[str, str]] = {}
+            for row in reader:
+                _check_row(path, reader.line_num, row)
+                self.rows[row["arch_str"]] = row
         # Small tables (<= 100 rows) are test fixtures; anything larger must be the whole benchmark.
         if 100 < len(self.rows) != 15625:
             raise ValueError(f"{path} has {len(self.rows)} architectures; NAS-Bench-201 has 15625. "
@@ -70,8 +105,8 @@ class TableBenchmark(Benchmark):
 
 
 class ApiBenchmark(Benchmark):
-    """The official NAS-Bench-201 (or NATS-Bench topology) API file. That file is a pickle, loaded
-    by the ``nas_201_api`` / ``nats_bench`` package: load only a file from a source you trust."""
+    """The official NAS-Bench-201 (or NATS-Bench topology) API file, read with ``weights_only`` and
+    handed to the ``nas_201_api`` / ``nats_bench`` package as a dict."""
 
     def __init__(self, path: Path) -> None:
         try:
@@ -83,16 +118,26 @@ class ApiBenchmark(Benchmark):
             except ImportError:
                 raise ValueError("benchmark.backend=api needs the nas-bench-201 or nats_bench package; "
                                  "pip install nas-bench-201, or use the CSV table backend") from None
-        self.api, self.source = API(str(path), verbose=False), f"api:{Path(path).name}"
+        try:   # read here with weights_only (plain dicts, as the official files are), not by the package
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"cannot read the NAS-Bench-201 API file {path} as a weights-only file "
+                             f"({type(error).__name__}: {str(error).splitlines()[0][:150] if str(error) else ''}); "
+                             "use the CSV table backend (task.benchmark.backend=table)") from None
+        self.api, self.source = API(content, verbose=False), f"api:{Path(path).name}"
 
     def query(self, arch_str: str, dataset: str, metric: str = "test") -> Optional[float]:
+        if (dataset, metric) not in API_QUERIES:
+            raise ValueError(f"no ground truth for dataset '{dataset}' metric '{metric}'; available: "
+                             + ", ".join(f"{d}/{m}" for d, m in API_QUERIES))
         arch_str_to_genotype(arch_str)
         index = self.api.query_index_by_arch(arch_str)
         if index < 0:
             return None
-        split = {"test": "x-test" if dataset != "cifar10" else "ori-test", "valid": "x-valid"}.get(metric, metric)
-        return float(self.api.get_more_info(index, dataset, hp="200", is_random=False)
-                     .get(f"{split.replace('-', '')}-accuracy", float("nan")))
+        api_dataset, hp, key = API_QUERIES[(dataset, metric)]
+        info = self.api.get_more_info(index, api_dataset, hp=hp, is_random=False)
+        value = info.get(key)
+        return None if value is None else float(value)
 
 
 def open_benchmark(backend: str, path: Optional[str], search_roots) -> Benchmark:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from sabn import build_norm
 
 from ..common.data import TensorBatches, data_search_path, load_dataset, random_crop_flip
+from ..common.config import checked
 from ..common.task import RunContext, Task, TaskState
 from .benchmark import open_benchmark
 from .darts_v2 import unrolled_alpha_gradient
@@ -33,7 +34,7 @@ ALGORITHMS = ("darts", "darts_v2", "gdas")   # first-order DARTS, second-order D
 
 @dataclass
 class BenchmarkConfig:
-    backend: str = "table"            # table | api | none
+    backend: str = checked("table", choices=("table", "api", "none"))  # table | api | none
     path: Optional[str] = None        # default: nasbench201/nb201_accuracy_table.csv on the data path
     dataset: str = "cifar10"          # the benchmark's data set name for look-ups
 
@@ -41,24 +42,24 @@ class BenchmarkConfig:
 @dataclass
 class NasTaskConfig:
     name: str = "nas"
-    algorithm: str = "darts"          # darts (first order) | darts_v2 (second order) | gdas
-    channels: int = 16
-    cells: int = 5
-    epochs: int = 50                  # the cosine period T
-    stop_epoch: int = 35              # search stops after this many epochs (the paper's 35)
-    batch_size: int = 64
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 5e-4
+    algorithm: str = checked("darts", choices=("darts", "darts_v2", "gdas"))  # darts (first order) | darts_v2 (second order) | gdas
+    channels: int = checked(16, ge=1)
+    cells: int = checked(5, ge=1)
+    epochs: int = checked(50, ge=1)  # the cosine period T
+    stop_epoch: int = checked(35, ge=1)  # search stops after this many epochs (the paper's 35)
+    batch_size: int = checked(64, ge=1)
+    w_lr: float = checked(0.025, gt=0)
+    w_lr_min: float = checked(0.001, ge=0)
+    w_momentum: float = checked(0.9, ge=0)
+    w_weight_decay: float = checked(5e-4, ge=0)
     nesterov: bool = True
-    grad_clip: float = 5.0
-    a_lr: float = 3e-4
-    a_betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
-    a_weight_decay: float = 1e-3
-    tau_max: float = 10.0
-    tau_min: float = 0.1
-    split: str = "auto"               # auto | nb201 | seeded (cifar10 25k/25k search split)
+    grad_clip: float = checked(5.0, ge=0)
+    a_lr: float = checked(3e-4, gt=0)
+    a_betas: List[float] = checked(factory=lambda: [0.5, 0.999], ge=0, lt=1)
+    a_weight_decay: float = checked(1e-3, ge=0)
+    tau_max: float = checked(10.0, gt=0)
+    tau_min: float = checked(0.1, gt=0)
+    split: str = checked("auto", choices=("auto", "nb201", "seeded"))  # auto | nb201 | seeded (cifar10 25k/25k search split)
     split_seed: int = 0
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 

@@ -35,7 +35,10 @@ def read_image(path: Path, min_size: int = 32) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"refusing image {path}: {error} (a decompression bomb, or a genuinely huge "
+                         "image: downscale it first)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
     if min(rgb.size) < min_size:
         raise ValueError(f"image {path} is {rgb.size[0]}x{rgb.size[1]} px; at least {min_size} px a side is needed")

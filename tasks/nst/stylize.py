@@ -20,6 +20,7 @@ from sabn import build_norm
 
 from ..common.checkpoint import CheckpointError, load_checkpoint
 from ..common.cli import friendly_errors
+from ..common.runner import resolve_device
 from .images import coral, list_images, load_resized, read_image, resize_short_side, to_tensor
 from .vgg import decoder, load_encoder
 
@@ -71,15 +72,20 @@ def main(argv=None) -> List[Path]:
     p.add_argument("--style-weights", type=float, nargs="*", help="interpolate all styles with these weights")
     p.add_argument("--content-size", type=int, default=512, help="short side; 0 keeps the size")
     p.add_argument("--style-size", type=int, default=512, help="short side; 0 keeps the size")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:<i>")
     args = p.parse_args(argv)
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be in [0, 1]")
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     contents, styles = list_images(args.content), list_images(args.style)
     inputs = {f.resolve() for f in contents + styles}
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is an existing file; --out names a folder for the stylised images")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the output folder {out_dir} ({error.strerror}); choose another --out") from None
     encoder, dec, norm = _load(args.ckpt, device)
 
     def prep(path, size):

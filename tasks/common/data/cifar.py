@@ -1,9 +1,10 @@
 """CIFAR-10 / CIFAR-100 from torchvision's pickles, a class-folder tree, or a .tar.gz of that tree."""
 from __future__ import annotations
 
-import hashlib
 import pickle
+import shutil
 import tarfile
+import zlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .paths import cache_dir
+from ..cache import file_fingerprint, load_entry, save_entry, tree_fingerprint
+from .paths import DataError, cache_dir
 from .registry import ImageDataset, register_dataset
 
 LAYOUTS = """  {d}/cifar-{n}-batches-py/ or cifar-{n}-python/  (torchvision's pickle files)
@@ -30,15 +32,29 @@ def _from_pickles(folder: Path, name: str, split: str) -> Optional[ImageDataset]
     if not all((folder / f).is_file() for f in files):
         return None
     images, labels = [], []
-    for f in files:
-        with open(folder / f, "rb") as handle:
-            entry = pickle.load(handle, encoding="bytes")  # CIFAR's own format; trusted local file
-        images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(entry[label_key])
-    with open(folder / meta, "rb") as handle:
-        classes = [c.decode() if isinstance(c, bytes) else c for c in pickle.load(handle, encoding="bytes")[key.encode()]]
+    for f in files + [meta]:
+        try:
+            with open(folder / f, "rb") as handle:
+                entry = pickle.load(handle, encoding="bytes")  # CIFAR's own format; trusted local file
+            if f == meta:
+                classes = [c.decode() if isinstance(c, bytes) else c for c in entry[key.encode()]]
+            else:
+                images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                labels.extend(entry[label_key])
+        except Exception as error:  # truncated pickle, wrong file: name it instead of a traceback
+            raise DataError(f"cannot read {folder / f} ({type(error).__name__}: {str(error)[:120]}); the "
+                            "file is truncated or not a CIFAR pickle. Replace it with a fresh copy") from None
     return ImageDataset(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.long),
                         classes, str(folder))
+
+
+def _decode(file: Path) -> np.ndarray:
+    try:
+        with Image.open(file) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except Exception as error:  # PIL raises several types for truncated or foreign files
+        raise DataError(f"cannot decode image {file} ({type(error).__name__}: {str(error)[:120]}); "
+                        "replace or delete that file") from None
 
 
 def _from_tree(split_dir: Path, cache_key: str) -> Optional[ImageDataset]:
@@ -47,34 +63,35 @@ def _from_tree(split_dir: Path, cache_key: str) -> Optional[ImageDataset]:
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if not classes:
         return None
-    cached = cache_dir() / f"{cache_key}.pt"
-    if cached.is_file():
-        blob = torch.load(cached, weights_only=True)
+    files = [(index, f) for index, cls in enumerate(classes) for f in sorted((split_dir / cls).iterdir())
+             if f.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    cached = cache_dir() / f"{cache_key}-{tree_fingerprint(split_dir, [f for _, f in files])}.pt"
+    blob = load_entry(cached)
+    if blob is not None:
         return ImageDataset(blob["images"], blob["labels"], blob["classes"], str(split_dir))
-    images: List[np.ndarray] = []
-    labels: List[int] = []
-    for index, cls in enumerate(classes):
-        for file in sorted((split_dir / cls).iterdir()):
-            if file.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-                continue
-            with Image.open(file) as img:
-                images.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
-            labels.append(index)
+    images = [_decode(f) for _, f in files]
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DataError(f"{split_dir}: images of different sizes {sorted(shapes)[:3]}; CIFAR images are 32x32")
     data = ImageDataset(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
-                        torch.tensor(labels, dtype=torch.long), classes, str(split_dir))
-    tmp = cached.with_suffix(".tmp")
-    torch.save({"images": data.images, "labels": data.labels, "classes": classes}, tmp)
-    tmp.replace(cached)
+                        torch.tensor([i for i, _ in files], dtype=torch.long), classes, str(split_dir))
+    save_entry(cached, {"images": data.images, "labels": data.labels, "classes": classes})
     return data
 
 
 def _extract(archive: Path) -> Path:
-    digest = hashlib.sha1(f"{archive.resolve()}:{archive.stat().st_size}".encode()).hexdigest()[:10]
-    target = cache_dir() / f"{archive.name.split('.')[0]}-{digest}"
+    """Extract once into the cache, keyed by the archive's content (not its name)."""
+    target = cache_dir() / f"{archive.name.split('.')[0]}-{file_fingerprint(archive)}"
     if not (target / ".complete").is_file():
-        target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
+        shutil.rmtree(target, ignore_errors=True)   # a partial extraction from a killed run
+        target.mkdir(parents=True)
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(target, filter="data")
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+            shutil.rmtree(target, ignore_errors=True)
+            raise DataError(f"cannot extract {archive} ({type(error).__name__}: {str(error)[:120]}); the archive "
+                            "is truncated or not a .tar.gz. Replace it with a complete copy") from None
         (target / ".complete").write_text(str(archive))
     return target
 
@@ -99,12 +116,11 @@ def _loader(name: str):
             if base != place:
                 tree = _find_tree(base, split)
                 if tree is not None:
-                    key = hashlib.sha1(str(tree.resolve()).encode()).hexdigest()[:10]
-                    return _from_tree(tree, f"{name}-{split}-{key}")
+                    return _from_tree(tree, f"{name}-{split}")
                 for archive in sorted(base.glob("*.tar.gz")):
                     tree = _find_tree(_extract(archive), split)
                     if tree is not None:
-                        return _from_tree(tree, f"{name}-{split}-{archive.name.split('.')[0]}")
+                        return _from_tree(tree, f"{name}-{split}")
         return None
     return load
 

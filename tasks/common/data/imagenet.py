@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from .paths import cache_dir
+from ..cache import load_entry, save_entry
 from .registry import ImageDataset, register_dataset
 
 FIRST, LAST, SIZE = 151, 293, 128
@@ -41,8 +42,8 @@ def load_dogs_and_cats(place: Path, split: str) -> Optional[ImageDataset]:
     chosen = wnids[FIRST:LAST + 1]
     key = hashlib.sha1(f"{root.resolve()}:{SIZE}".encode()).hexdigest()[:10]
     cached = cache_dir() / f"imagenet-dogs-cats-{split}-{key}.pt"
-    if cached.is_file():
-        blob = torch.load(cached, weights_only=True)
+    blob = load_entry(cached)
+    if blob is not None:
         return ImageDataset(blob["images"], blob["labels"], chosen, str(root))
     images, labels = [], []
     for index, wnid in enumerate(chosen):
@@ -52,6 +53,5 @@ def load_dogs_and_cats(place: Path, split: str) -> Optional[ImageDataset]:
             labels.append(index)
     data = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     target = torch.tensor(labels, dtype=torch.long)
-    torch.save({"images": data, "labels": target}, cached.with_suffix(".tmp"))
-    cached.with_suffix(".tmp").replace(cached)
+    save_entry(cached, {"images": data, "labels": target})
     return ImageDataset(data, target, chosen, str(root))

@@ -12,6 +12,10 @@ class DataNotFoundError(FileNotFoundError):
     """A data set that is in none of the searched places, in none of the accepted layouts."""
 
 
+class DataError(ValueError):
+    """A data file that exists but cannot be read (truncated archive, corrupt image or pickle)."""
+
+
 def data_search_path(root: Optional[str] = None) -> List[Path]:
     """Directories searched for data sets, in order."""
     places = []

