@@ -127,6 +127,7 @@ class LoggerConfig:
 @dataclass
 class ResultsConfig:
     write: bool = False              # write results/<task>/<experiment>/seed<k>.json at the end
+    skip_existing: bool = False      # a run whose result file exists is not run again (sweeps resume on a new machine)
     experiment: str = "default"
     scale: str = "smoke"  # smoke | cpu | paper
 

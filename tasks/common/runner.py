@@ -168,6 +168,10 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
     The run directory is locked for the whole run: a second process on it fails at once.
     """
     task = task or get_task(cfg.task.name)
+    if cfg.results.write and cfg.results.skip_existing:
+        done = result_path(cfg.paths.results_dir, task.name, cfg.results.experiment, cfg.trainer.seed)
+        if done.is_file():
+            return {"status": f"skipped: {done} exists (results.skip_existing=true)", "result_file": str(done)}
     run_dir = run_directory(cfg)
     rank = int(os.environ.get("RANK", "0"))
     with RunLock(run_dir) if rank == 0 else contextlib.nullcontext():

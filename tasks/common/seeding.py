@@ -68,3 +68,26 @@ def isolated_rng() -> Iterator[None]:
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
+
+
+def paired_init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Re-draw the initial weights of every layer that is not a norm layer, in module order, from a
+    stream of its own seeded by ``seed``: two arms that differ only in their norm layers (whose inits
+    draw different amounts from the global RNG) then start from identical shared weights, which is
+    what a paired comparison across arms needs. The global RNG streams are left as they were.
+    """
+    from torch.nn.modules.batchnorm import _NormBase
+    from sabn.batchnorm import ConditionalBatchNorm2d
+    from sabn.instancenorm import AdaptiveInstanceNorm2d
+    norms = (_NormBase, ConditionalBatchNorm2d, AdaptiveInstanceNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    with isolated_rng():
+        torch.manual_seed(int(seed) * 1_000_003 + 7)
+        for module in model.modules():
+            if isinstance(module, norms) or not hasattr(module, "reset_parameters"):
+                continue
+            if hasattr(module, "parametrizations"):
+                raise NotImplementedError(f"paired_init: {type(module).__name__} is parametrized (spectral "
+                                          "norm?); its reset would not reach the stored weight")
+            if any(True for _ in module.parameters(recurse=False)):
+                module.reset_parameters()
+    return model
