@@ -56,6 +56,15 @@ PAPER_NOTE = {
     "nst": "values read off the official repository's validation-loss plots (COCO/WikiArt, 256 px).",
 }
 NORM_ORDER = ["bn", "ccbn", "auxbn", "sabn", "split_sabn", "saauxbn", "adain", "saadain"]
+SANDWICH = ("sabn", "split_sabn", "saauxbn", "saadain")   # the paper's arms; paired against every other arm
+# Which direction is better, per row (None: no direction, no test).
+BETTER = {"test/clean/clean": "max", "test/adv/clean": "max", "test/adv/pgd10": "max", "test/adv/pgd20": "max",
+          "gt_test": "max", "gt_valid": "max", "params_free_ops": None, "fid": "min", "kid": "min", "is": "max",
+          "val/content": "min", "val/style": "min", "val/total": "min"}
+# Pre-registered criteria (also in the preset's header): (task, scale) -> (metric, baseline, variant, alpha).
+CRITERIA = {
+    ("adv", "cpu_paired"): ("test/adv/pgd20", "auxbn", "saauxbn", 0.05),
+}
 
 
 def _fmt(values):
@@ -101,7 +110,71 @@ def table(task: str, scale: str, runs) -> str:
         f"Command: `{sample['provenance']['command']}` (one per norm and seed).",
         f"Paper columns: {PAPER_NOTE[task]} They are targets for the paper-scale presets, not for this scale.",
     ]
-    return "\n".join(lines + meta) + "\n"
+    return "\n".join(lines + meta) + "\n" + paired_table(task, scale, runs)
+
+
+def _value(run, key):
+    value = run["metrics"].get(key)
+    return value if isinstance(value, (int, float)) and value == value else None
+
+
+def paired(task: str, scale: str, runs, key: str, baseline: str, variant: str):
+    """Per-seed differences variant - baseline over the seeds both arms ran, with the mean, its 95 %
+    t-interval and the one-sided paired t-test p-value for 'variant better'; None without 2 pairs."""
+    by_seed = {n: {r["seed"]: _value(r, key) for r in runs[(scale, n)]} for n in (baseline, variant)}
+    seeds = sorted(s for s in by_seed[variant] if s in by_seed[baseline]
+                   and by_seed[variant][s] is not None and by_seed[baseline][s] is not None)
+    if len(seeds) < 2:
+        return None
+    diffs = [by_seed[variant][s] - by_seed[baseline][s] for s in seeds]
+    from scipy import stats
+    mean, sd, n = statistics.mean(diffs), statistics.stdev(diffs), len(diffs)
+    half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
+    better = BETTER.get(key)
+    p = None
+    if better and sd > 0:
+        p = float(stats.ttest_1samp(diffs, 0.0, alternative="greater" if better == "max" else "less").pvalue)
+    return {"seeds": seeds, "diffs": diffs, "mean": mean, "ci": (mean - half, mean + half), "p": p, "n": n}
+
+
+def paired_table(task: str, scale: str, runs) -> str:
+    """Paired differences of every Sa* arm against every other arm that ran the same seeds."""
+    norms = sorted({n for s, n in runs if s == scale}, key=NORM_ORDER.index)
+    pairs = [(b, v) for v in norms if v in SANDWICH for b in norms if b not in SANDWICH]
+    lines = []
+    for baseline, variant in pairs:
+        for key, label in ROWS[task]:
+            result = paired(task, scale, runs, key, baseline, variant)
+            if result is None:
+                continue
+            per_seed = ", ".join(f"{d:+.2f}" for d in result["diffs"])
+            p = "n/a" if result["p"] is None else f"{result['p']:.3f}"
+            lines.append(f"| {label} | {variant} - {baseline} | {per_seed} | {result['mean']:+.2f} | "
+                         f"[{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}] | {p} | {result['n']} |")
+    if not lines:
+        return ""
+    head = ["", "Paired differences (same seed = same data order, noise and, where the preset pairs it, initial "
+            "shared weights); p: one-sided paired t-test that the Sa* arm is better:", "",
+            "| metric | pair | per-seed difference (seeds in order) | mean | 95 % CI | p | seeds |",
+            "|---|---|---|---|---|---|---|"]
+    return "\n".join(head + lines) + "\n" + criterion(task, scale, runs)
+
+
+def criterion(task: str, scale: str, runs) -> str:
+    """The pre-stated criterion of this scale and its outcome, whichever way it falls."""
+    if (task, scale) not in CRITERIA:
+        return ""
+    key, baseline, variant, alpha = CRITERIA[(task, scale)]
+    label = dict(ROWS[task])[key]
+    head = (f"\nCriterion (stated in the preset before the runs): {label}, paired difference {variant} - {baseline}, "
+            f"one-sided paired t-test at alpha = {alpha}. ")
+    result = paired(task, scale, runs, key, baseline, variant)
+    if result is None or result["p"] is None:
+        return head + "Outcome: not enough paired seeds yet.\n"
+    verdict = "supported" if result["p"] < alpha else "not supported"
+    return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.2f} "
+                   f"(95 % CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}]), p = {result['p']:.3f}: "
+                   f"'{variant} better than {baseline}' is {verdict} at this scale.\n")
 
 
 def main(tasks) -> None:

@@ -50,8 +50,8 @@ class AdvTaskConfig:
     eval_seed: int = 0
     eval_restarts: int = checked(1, ge=1)  # PGD restarts per example at evaluation (worst case counts)
     # Convs and the classifier drawn from a stream of their own (seeded by trainer.seed), so BN, AuxBN and
-    # SaAuxBN runs of one seed start from identical shared weights (a paired comparison). The cpu
-    # tier's committed results predate it (false there).
+    # SaAuxBN runs of one seed start from identical shared weights (a paired comparison). The adv/cpu
+    # preset's committed results predate it (false there).
     paired_init: bool = True
 
 

@@ -55,6 +55,9 @@ class GanTaskConfig:
     ema_start: int = checked(0, ge=0)  # G steps during which the EMA copies G (BigGAN: 1000)
     ema_buffers: str = checked("live", choices=("live", "ema"))  # live: BN statistics of the live G (official); ema: averaged too
     sheet_columns: int = checked(10, ge=1)
+    # Spectral-norm update: torch (the parametrization: 15 warm-up iterations, u then v) or hook (the
+    # official code's nn.utils.spectral_norm: none, v then u); the paper presets use hook.
+    sn_update: str = checked("torch", choices=("torch", "hook"))
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 
@@ -78,7 +81,7 @@ class GanTask(Task):
             raise ValueError(f"model {t.model} makes {resolution} px images; data set '{cfg.data.name}' "
                              f"has {data.images.shape[-1]} px")
         make_norm = norm_layer(cfg.norm.name, num_conditions=t.num_classes, **cfg.norm.options)
-        g, d = build_gan(t.model, make_norm, t.num_classes, t.g_ch, t.d_ch, t.z_dim)
+        g, d = build_gan(t.model, make_norm, t.num_classes, t.g_ch, t.d_ch, t.z_dim, t.sn_update)
         g, d = ctx.prepare(g), ctx.prepare(d)
         g_ema = copy.deepcopy(g).requires_grad_(False)
         images, labels = data.images, data.labels

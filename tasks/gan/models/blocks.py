@@ -64,12 +64,16 @@ class OptimizedDisBlock(nn.Module):
 
 
 class DisBlock(nn.Module):
-    """ReLU -> conv3 -> ReLU -> conv3 [-> avgpool2], plus a learnable 1x1 shortcut when needed."""
+    """ReLU -> conv3 -> ReLU -> conv3 [-> avgpool2], plus a learnable 1x1 shortcut when needed.
 
-    def __init__(self, c_in: int, c_out: int, downsample: bool) -> None:
+    The hidden width (conv1's output) is the input width unless given, as the official SNGAN
+    ``DisBlock`` (it matters where a block widens: SNGAN-128's blocks 2-4)."""
+
+    def __init__(self, c_in: int, c_out: int, downsample: bool, hidden: Optional[int] = None) -> None:
         super().__init__()
         self.downsample = downsample
-        self.c1, self.c2 = nn.Conv2d(c_in, c_out, 3, 1, 1), nn.Conv2d(c_out, c_out, 3, 1, 1)
+        hidden = c_in if hidden is None else hidden
+        self.c1, self.c2 = nn.Conv2d(c_in, hidden, 3, 1, 1), nn.Conv2d(hidden, c_out, 3, 1, 1)
         self.c_sc = nn.Conv2d(c_in, c_out, 1) if (c_in != c_out or downsample) else None
 
     def forward(self, x: Tensor) -> Tensor:

@@ -52,7 +52,8 @@ class SNGANGenerator(nn.Module):
     """z (N, z_dim), y (N,) -> images in [-1, 1]. ``channels`` lists block widths (first = bottom)."""
 
     def __init__(self, norm_layer: NormLayer, channels: Sequence[int] = (256, 256, 256, 256),
-                 z_dim: int = 128, bottom: int = 4, init: str = "xavier", spectral: bool = False) -> None:
+                 z_dim: int = 128, bottom: int = 4, init: str = "xavier", spectral: bool = False,
+                 sn_update: str = "torch") -> None:
         super().__init__()
         self.z_dim, self.bottom, self.ch0 = z_dim, bottom, channels[0]
         self.l1 = nn.Linear(z_dim, bottom * bottom * channels[0])
@@ -60,7 +61,7 @@ class SNGANGenerator(nn.Module):
         self.to_rgb = _ToRGB(channels[-1])  # plain, unconditional BN
         INITS[init](self)
         if spectral:   # BigGAN: SN on G's convs and linear, never on the norm's class tables
-            apply_spectral_norm(self, (nn.Conv2d, nn.Linear))
+            apply_spectral_norm(self, (nn.Conv2d, nn.Linear), sn_update)
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         h = self.l1(z).view(-1, self.ch0, self.bottom, self.bottom)
@@ -98,7 +99,7 @@ class ProjectionDiscriminator(nn.Module):
 
     def __init__(self, num_classes: int, channels: Sequence[int] = (128, 128, 128, 128),
                  downsample: Sequence[bool] = (True, True, False, False), init: str = "xavier",
-                 linear_bias: bool = False) -> None:
+                 linear_bias: bool = False, sn_update: str = "torch") -> None:
         super().__init__()
         blocks = [OptimizedDisBlock(3, channels[0])]
         for a, b, down in zip(channels[:-1], channels[1:], downsample[1:]):
@@ -107,7 +108,7 @@ class ProjectionDiscriminator(nn.Module):
         self.l5 = nn.Linear(channels[-1], 1, bias=linear_bias)
         self.l_y = nn.Embedding(num_classes, channels[-1])
         INITS[init](self)
-        apply_spectral_norm(self)
+        apply_spectral_norm(self, update=sn_update)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         h = torch.relu(self.blocks(x)).sum(dim=(2, 3))

@@ -17,16 +17,39 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _SpectralNorm
 
 
+UPDATES = ("torch", "hook")
+
+
 class SpectralNorm(_SpectralNorm):
     """torch's ``_SpectralNorm`` whose power iteration runs outside the compiled graph and hands the
-    graph fresh copies of ``u``, ``v``."""
+    graph fresh copies of ``u``, ``v``.
+
+    ``update="torch"``: the parametrization's behaviour (15 power iterations at registration, then
+    ``u = Wv, v = W^T u`` per step). ``update="hook"``: the hook-based ``torch.nn.utils.spectral_norm``
+    that the official SNGAN / AutoGAN code uses (no iterations at registration, ``v = W^T u, u = Wv``
+    per step), so a run starts from the official state; the same random draws for ``u``, ``v``.
+    """
+
+    def __init__(self, weight: Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12,
+                 update: str = "torch") -> None:
+        if update not in UPDATES:
+            raise ValueError(f"spectral norm update '{update}' is not one of {UPDATES}")
+        # Read by _power_method while the parent's __init__ runs its warm-up iterations.
+        object.__setattr__(self, "update", update)
+        object.__setattr__(self, "_registering", True)   # until spectral_norm() has registered it
+        super().__init__(weight, n_power_iterations, dim, eps)
 
     @torch.no_grad()
     def _power_method(self, weight_mat: Tensor, n_power_iterations: int):
         u, v = self._u, self._v
-        for _ in range(n_power_iterations):   # the same order and formulas as torch's
-            u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
-            v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps)
+        if self.update == "hook":
+            for _ in range(0 if self._registering else n_power_iterations):
+                v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps)
+                u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
+        else:
+            for _ in range(n_power_iterations):   # the same order and formulas as torch's
+                u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
+                v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps)
         self._u.copy_(u)
         self._v.copy_(v)
         return u.clone(), v.clone()
@@ -46,18 +69,23 @@ class SpectralNorm(_SpectralNorm):
         return weight / torch.vdot(u, torch.mv(weight_mat, v))
 
 
-def spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
+def spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12,
+                  update: str = "torch") -> nn.Module:
     """``torch.nn.utils.parametrizations.spectral_norm`` with ``SpectralNorm`` (dim 0: conv, linear,
     embedding weights)."""
-    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight, n_power_iterations, 0, eps))
+    sn = SpectralNorm(module.weight, n_power_iterations, 0, eps, update)
+    # Registration evaluates the parametrization once (a power iteration in training mode); the
+    # hook-based update does none before the first real forward.
+    parametrize.register_parametrization(module, "weight", sn)
+    sn._registering = False
     return module
 
 
-def apply_spectral_norm(module: nn.Module, kinds=(nn.Conv2d, nn.Linear, nn.Embedding)) -> None:
+def apply_spectral_norm(module: nn.Module, kinds=(nn.Conv2d, nn.Linear, nn.Embedding), update: str = "torch") -> None:
     """Spectral norm (one power iteration per step) on every layer of the given kinds; after init."""
     for m in list(module.modules()):
         if isinstance(m, kinds):
-            spectral_norm(m)
+            spectral_norm(m, update=update)
 
 
 @torch.no_grad()
