@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -36,6 +37,10 @@ class FIDConfig:
     kid_subset_size: int = checked(1000, ge=2)
     is_splits: int = checked(10, ge=1)
     intra_class_samples: int = checked(0, ge=0)  # per class; > 0 adds intra-class FID (mean of per-class FIDs)
+    # An .npz with mu / sigma (TTUR's fid_stats_cifar10_train.npz, as the paper): FID against it instead
+    # of statistics computed from reference_split (KID and intra-class FID still use the images).
+    reference_stats: Optional[str] = None
+    sqrtm: str = checked("scipy", choices=("scipy", "newton_schulz"))   # newton_schulz: the official torch FID
 
 
 @dataclass
@@ -195,7 +200,8 @@ class GanTask(Task):
         fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
                                want_logits=net.has_logits)
         ref = self._reference(state, ctx, net)
-        out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["pool3"]), ref)}
+        fid_ref = metrics.load_reference_statistics(f.reference_stats) if f.reference_stats else ref
+        out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["pool3"]), fid_ref, f.sqrtm)}
         out.update(metrics.kid(fake["pool3"], ref["features"].astype(np.float64), f.kid_subsets, f.kid_subset_size))
         out.update(metrics.optional_inception_score(fake.get("logits"), net.source, f.is_splits))
         if f.intra_class_samples > 0:
@@ -222,7 +228,13 @@ class GanTask(Task):
         return {"model": t.model, "num_samples": f.num_samples, "reference": f"{ctx.cfg.data.name}/{f.reference_split}",
                 "reference_count": f.reference_count, "inception_weights": source,
                 "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",
-                "labels": "uniform", "fid": "pytorch-fid preprocessing, float64 statistics, scipy sqrtm",
+                "labels": "uniform",
+                "fid": "pytorch-fid preprocessing, float64 statistics, "
+                       + ("scipy sqrtm" if f.sqrtm == "scipy" else "Newton-Schulz sqrtm (50 iterations, float32)"),
+                "fid_reference": (f"statistics file {Path(f.reference_stats).name}" if f.reference_stats
+                                  else f"computed from {ctx.cfg.data.name}/{f.reference_split} ({f.reference_count} images)"),
+                "inception_score": "TF inception-2015-12-05 graph as ported by pytorch-fid (1008-way logits); "
+                                   "only with pytorch-fid's own weights file, else unavailable",
                 "kid": f"cubic polynomial kernel, {f.kid_subsets} subsets of <= {f.kid_subset_size}",
                 "intra_class_fid": (f"{f.intra_class_samples} samples per class vs that class's reference images"
                                     if f.intra_class_samples > 0 else "off"),

@@ -39,10 +39,58 @@ def statistics(features: np.ndarray, warn: bool = True) -> Dict[str, np.ndarray]
     return {"mu": features.mean(0), "sigma": np.cov(features, rowvar=False), "n": np.array(len(features))}
 
 
-def frechet_distance(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> float:
-    """pytorch-fid's Frechet distance (scipy sqrtm, with its fallback for singular products)."""
-    from pytorch_fid.fid_score import calculate_frechet_distance
-    return float(calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"]))
+SQRTM = ("scipy", "newton_schulz")
+
+
+def frechet_distance(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], sqrtm: str = "scipy") -> float:
+    """The Frechet distance of two Gaussians. ``sqrtm="scipy"``: pytorch-fid's (scipy sqrtm, with its
+    fallback for singular products); ``"newton_schulz"``: 50 Newton-Schulz iterations in float32, the
+    matrix square root of the official GAN code's torch FID."""
+    if sqrtm == "scipy":
+        from pytorch_fid.fid_score import calculate_frechet_distance
+        return float(calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"]))
+    if sqrtm != "newton_schulz":
+        raise ValueError(f"unknown matrix square root '{sqrtm}'; use one of {SQRTM}")
+    mu1, mu2 = torch.from_numpy(np.asarray(a["mu"])).float(), torch.from_numpy(np.asarray(b["mu"])).float()
+    s1, s2 = torch.from_numpy(np.asarray(a["sigma"])).float(), torch.from_numpy(np.asarray(b["sigma"])).float()
+    covmean = sqrtm_newton_schulz(s1 @ s2, 50)
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + torch.trace(s1) + torch.trace(s2) - 2 * torch.trace(covmean))
+
+
+def sqrtm_newton_schulz(matrix: Tensor, iterations: int = 50) -> Tensor:
+    """Square root of a matrix with a real non-negative spectrum by the coupled Newton-Schulz iteration
+    (Higham 2008, eq. 6.35) on the Frobenius-normalised matrix; in the input's dtype."""
+    norm = matrix.norm()
+    eye = torch.eye(matrix.shape[0], dtype=matrix.dtype)
+    y, z = matrix / norm, eye.clone()
+    for _ in range(iterations):
+        t = 0.5 * (3.0 * eye - z @ y)
+        y, z = y @ t, t @ z
+    return y * norm.sqrt()
+
+
+def load_reference_statistics(path: str, dim: int = FEATURE_DIM) -> Dict[str, np.ndarray]:
+    """A TTUR / pytorch-fid statistics file (``.npz`` with ``mu`` (D,) and ``sigma`` (D, D)), such as
+    the official ``fid_stats_cifar10_train.npz``; read without pickle, checked, errors name the file."""
+    from pathlib import Path
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ValueError(f"FID reference statistics not found at {file} (task.fid.reference_stats); give "
+                         "an .npz with 'mu' and 'sigma', e.g. TTUR's fid_stats_cifar10_train.npz")
+    try:
+        with np.load(file, allow_pickle=False) as blob:
+            stats = {k: blob[k] for k in ("mu", "sigma") if k in blob.files}
+    except Exception as error:  # not a zip, truncated, object arrays: one message
+        raise ValueError(f"cannot read FID reference statistics {file} ({type(error).__name__}: "
+                         f"{str(error)[:120]}); it must be an .npz with arrays 'mu' and 'sigma'") from None
+    if set(stats) != {"mu", "sigma"} or stats["mu"].shape != (dim,) or stats["sigma"].shape != (dim, dim):
+        shapes = {k: v.shape for k, v in stats.items()}
+        raise ValueError(f"{file} must hold mu ({dim},) and sigma ({dim}, {dim}) of Inception pool3 "
+                         f"features; found {shapes or 'neither'}")
+    if not (np.isfinite(stats["mu"]).all() and np.isfinite(stats["sigma"]).all()):
+        raise ValueError(f"{file} holds non-finite values")
+    return {k: v.astype(np.float64) for k, v in stats.items()}
 
 
 def intra_class_fid(fake: Dict[int, np.ndarray], ref_features: np.ndarray, ref_labels: np.ndarray) -> Dict[str, object]:

@@ -1,5 +1,6 @@
 """Where the paper presets follow the official code: SNGAN-128's discriminator widths and the
 hook-based spectral-norm update (torch.nn.utils.spectral_norm, as the official SNGAN / AutoGAN)."""
+import pytest
 import torch
 from torch import nn
 
@@ -60,3 +61,30 @@ def test_first_sigma_estimate_official_vs_torch_update():
         w = module.parametrizations.weight.original.detach().flatten(1)
         return float(torch.dot(p._u, w @ p._v) / sigma)
     assert estimate(hook) < 0.9 < estimate(torch_sn) <= 1.0 + 1e-6
+
+
+def test_reference_statistics_file_is_read_and_checked(tmp_path):
+    import numpy as np
+    from tasks.gan.metrics.fid import frechet_distance, load_reference_statistics
+    rng = np.random.default_rng(0)
+    mu, a = rng.normal(size=2048), rng.normal(size=(2048, 64))
+    sigma = a @ a.T / 64 + 0.1 * np.eye(2048)
+    np.savez(tmp_path / "fid_stats.npz", mu=mu, sigma=sigma)
+    ref = load_reference_statistics(str(tmp_path / "fid_stats.npz"))
+    shifted = {"mu": mu + 1.0, "sigma": sigma}
+    assert frechet_distance(shifted, ref) == pytest.approx(2048.0, rel=1e-6)   # same sigma: |dmu|^2
+    np.savez(tmp_path / "bad.npz", mu=mu[:10], sigma=sigma)
+    with pytest.raises(ValueError, match=r"must hold mu \(2048,\)"):
+        load_reference_statistics(str(tmp_path / "bad.npz"))
+    with pytest.raises(ValueError, match="not found"):
+        load_reference_statistics(str(tmp_path / "none.npz"))
+
+
+def test_newton_schulz_fid_agrees_with_scipy():
+    import numpy as np
+    from tasks.gan.metrics.fid import frechet_distance
+    rng = np.random.default_rng(1)
+    feats_a, feats_b = rng.normal(size=(400, 32)), rng.normal(0.3, 1.2, size=(400, 32))
+    a = {"mu": feats_a.mean(0), "sigma": np.cov(feats_a, rowvar=False)}
+    b = {"mu": feats_b.mean(0), "sigma": np.cov(feats_b, rowvar=False)}
+    assert frechet_distance(a, b, "newton_schulz") == pytest.approx(frechet_distance(a, b), rel=1e-3)
