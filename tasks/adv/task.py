@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -18,6 +19,7 @@ from .attacks import check_eps, pgd
 from .preact_resnet import PreActResNet
 
 NORMS = ("bn", "auxbn", "saauxbn")
+BRANCH_NAMES = {"clean": 0, "adv": 1}
 
 
 @dataclass
@@ -53,6 +55,13 @@ class AdvTaskConfig:
     # SaAuxBN runs of one seed start from identical shared weights (a paired comparison). The adv/cpu
     # preset's committed results predate it (false there).
     paired_init: bool = True
+    # The official protocol's reporting (the paper preset turns these on; defaults keep the cpu tiers):
+    split: str = checked("torch", choices=("torch", "numpy"))   # numpy: np.random.seed(split_seed) shuffle of range(N), val first
+    drop_last: bool = True            # false: keep the partial last batch (352 batches of 45k at 128, as the official loader)
+    eval_each_epoch: bool = False     # evaluate after every epoch (instead of every trainer.eval_every steps)
+    eval_splits: List[str] = checked(factory=lambda: ["val"])            # splits of the periodic evaluation
+    robust_branches: List[str] = checked(factory=lambda: ["adv"])        # branches attacked at evaluation
+    report_epoch: int = checked(0, ge=0)  # > 0: the final table scores the weights after this many epochs
 
 
 class AdvTask(Task):
@@ -74,15 +83,21 @@ class AdvTask(Task):
         test = load_dataset(cfg.data.name, "test", cfg.data.root, cfg.data.download)
         if len(train.classes) != 10:
             raise ValueError(f"task adv expects 10 classes, data set '{cfg.data.name}' has {len(train.classes)}")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(t.split_seed))
-        val_idx, train_idx = order[:t.val_size], order[t.val_size:]
+        for name, values, allowed in (("eval_splits", t.eval_splits, ("val", "test")),
+                                      ("robust_branches", t.robust_branches, tuple(BRANCH_NAMES))):
+            if not values or any(v not in allowed for v in values):
+                raise ValueError(f"task.{name}={list(values)}: use a non-empty list of {', '.join(allowed)}")
+        if t.report_epoch > t.epochs:
+            raise ValueError(f"task.report_epoch={t.report_epoch} is after the last epoch (task.epochs={t.epochs})")
+        val_idx, train_idx = self._split(len(train), t)
         if cfg.data.train_subset:
             train_idx = train_idx[:cfg.data.train_subset]
         test_n = min(cfg.data.test_subset or t.test_examples, len(test))
         # Subsets are the first n of a fixed permutation: folder-tree copies are sorted by class.
         test_idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:test_n]
         batches = TensorBatches((train.images[train_idx], train.labels[train_idx]), t.batch_size,
-                                seed=cfg.trainer.seed, rank=ctx.dist.rank, world_size=ctx.dist.world_size)
+                                seed=cfg.trainer.seed, drop_last=t.drop_last, rank=ctx.dist.rank,
+                                world_size=ctx.dist.world_size)
         optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         state = TaskState(modules={"model": model}, optimizers={"model": optimizer},
                           iterators={"train": batches})
@@ -90,6 +105,23 @@ class AdvTask(Task):
                       "test": (test.images[test_idx], test.labels[test_idx])}
         state.runtime["forward"] = ctx.compiled(wrap_ddp(model, ctx.dist, ctx.device))
         return state
+
+    @staticmethod
+    def _split(n: int, t) -> tuple:
+        """(validation, training) indices of the train set: a torch permutation, or the official code's
+        np.random.seed(split_seed); np.random.shuffle(range(n)) (a private RandomState, same numbers)."""
+        if t.split == "numpy":
+            order = np.arange(n)
+            np.random.RandomState(t.split_seed).shuffle(order)
+            order = torch.from_numpy(order)
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(t.split_seed))
+        return order[:t.val_size], order[t.val_size:]
+
+    def eval_interval(self, ctx: RunContext, state: TaskState) -> int:
+        if ctx.cfg.task.eval_each_epoch:
+            return state.iterators["train"].batches_per_epoch
+        return ctx.cfg.trainer.eval_every
 
     def total_steps(self, ctx: RunContext, state: TaskState) -> int:
         t = ctx.cfg.task
@@ -132,6 +164,9 @@ class AdvTask(Task):
         optimizer = state.optimizers["model"]
         optimizer.zero_grad(set_to_none=True)
         ctx.step(loss, optimizer)
+        if t.report_epoch and step + 1 == t.report_epoch * state.iterators["train"].batches_per_epoch:
+            # The weights the final table scores (the official model_epoch190.pt is saved after 191 epochs).
+            state.extra["report_model"] = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
         return {"loss": loss.item(), "loss_clean": loss_clean.item(), "loss_adv": loss_adv.item(),
                 "acc_clean": (logits_clean.argmax(1) == y).float().mean().item(),
                 "acc_adv": (logits_adv.argmax(1) == y).float().mean().item(), "lr": lr}
@@ -166,19 +201,38 @@ class AdvTask(Task):
         return {"acc": 100.0 * correct / len(labels), "loss": loss_sum / len(labels)}
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
+        t = ctx.cfg.task
+        if final and "report_model" in state.extra:
+            model = unwrap(state.runtime["forward"])
+            current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(state.extra["report_model"])
+            try:
+                out = self._scores(state, ctx, ["test"], t.eval_steps)
+                out["report_epoch"] = t.report_epoch
+            finally:
+                model.load_state_dict(current)
+        elif final:
+            out = self._scores(state, ctx, ["test"], t.eval_steps)
+        else:
+            return self._scores(state, ctx, list(t.eval_splits), [10])
+        # the selection score on val too, so 'best' is comparable across evaluations
+        out.update({k: v for k, v in self._scores(state, ctx, ["val"], [10]).items() if k == self.score_key})
+        return out
+
+    def _scores(self, state: TaskState, ctx: RunContext, splits, pgd_steps) -> Dict[str, float]:
+        """Clean accuracy of every branch and PGD accuracy of task.robust_branches, per split (the
+        paper's table attacks only the adversarial branch)."""
         out: Dict[str, float] = {}
-        split = "test" if final else "val"
-        branches = {"adv": 1} if ctx.cfg.norm.name == "bn" else {"clean": 0, "adv": 1}
-        for name, branch in branches.items():
-            clean = self._accuracy(ctx, state, split, branch, 0)
-            out[f"{split}/{name}/clean"], out[f"{split}/{name}/clean_loss"] = clean["acc"], clean["loss"]
-            if name == "clean":
-                continue  # the paper reports only clean accuracy (SA) for the clean branch
-            for steps in (ctx.cfg.task.eval_steps if final else [10]):
-                robust = self._accuracy(ctx, state, split, branch, steps)
-                out[f"{split}/{name}/pgd{steps}"], out[f"{split}/{name}/pgd{steps}_loss"] = robust["acc"], robust["loss"]
-        if final:  # the selection score on val too, so 'best' is comparable across evaluations
-            out.update({k: v for k, v in self.evaluate(state, step, ctx).items() if k == self.score_key})
+        branches = {"adv": 1} if ctx.cfg.norm.name == "bn" else BRANCH_NAMES
+        for split in splits:
+            for name, branch in branches.items():
+                clean = self._accuracy(ctx, state, split, branch, 0)
+                out[f"{split}/{name}/clean"], out[f"{split}/{name}/clean_loss"] = clean["acc"], clean["loss"]
+                if name not in ctx.cfg.task.robust_branches:
+                    continue
+                for steps in pgd_steps:
+                    robust = self._accuracy(ctx, state, split, branch, steps)
+                    out[f"{split}/{name}/pgd{steps}"], out[f"{split}/{name}/pgd{steps}_loss"] = robust["acc"], robust["loss"]
         return out
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
@@ -190,7 +244,10 @@ class AdvTask(Task):
                 "n_val_examples": min(t.val_examples, t.val_size),
                 "eval_mode": "model.eval(); attack against the evaluated branch",
                 "model": f"PreActResNet blocks={list(t.blocks)} width={t.width}",
-                "train_attack_steps": t.train_attack.steps, "split": f"45k/5k seed {t.split_seed}"}
+                "train_attack_steps": t.train_attack.steps,
+                "split": f"45k/5k seed {t.split_seed}" + (" (the official numpy shuffle)" if t.split == "numpy" else ""),
+                **({"reported_weights": f"after epoch {t.report_epoch} of {t.epochs}"} if t.report_epoch else {}),
+                **({"robust_branches": list(t.robust_branches)} if list(t.robust_branches) != ["adv"] else {})}
 
 
 TASK = AdvTask()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -31,3 +32,38 @@ def test_train_then_evaluate_smoke(tmp_path, cifar10):
 def test_bad_norm_for_task_is_a_clear_error(tmp_path, cifar10):
     done = _run("train.py", "experiment=adv/smoke", "norm=sabn", f"paths.run_dir={tmp_path}")
     assert done.returncode == 2 and "task adv takes norm in" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_official_split_is_numpys_seeded_shuffle():
+    import numpy as np
+    from tasks.adv.task import AdvTask
+    from tests.conftest import compose
+    t = compose("experiment=adv/paper").task
+    val, train = AdvTask._split(50000, t)
+    np.random.seed(10)                  # the official Adv/train.py, literally
+    indices = list(range(50000))
+    np.random.shuffle(indices)
+    assert val.tolist() == indices[:5000] and train.tolist() == indices[5000:]
+
+
+def test_paper_protocol_reporting_on_a_small_run(tmp_path, cifar10):
+    """Per-epoch val+test evaluation of both branches, partial last batches, and the final table from
+    the weights after report_epoch (not the last ones)."""
+    import json
+
+    from tasks.common.checkpoint import load_checkpoint
+    from tasks.common.runner import train
+    from tests.conftest import compose
+    cfg = compose("experiment=adv/smoke", "norm=saauxbn", f"paths.run_dir={tmp_path}", "logger.tensorboard=false",
+                  "task.epochs=2", "data.train_subset=80", "task.batch_size=32", "task.drop_last=false",
+                  "task.eval_each_epoch=true", "task.eval_splits=[val,test]", "task.robust_branches=[clean,adv]",
+                  "task.report_epoch=1", "task.split=numpy")
+    out = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/test/clean/pgd10" in r]
+    assert [r["step"] for r in evals] == [3], "one evaluation after epoch 1 of 3 batches (80 = 2 x 32 + 16)"
+    assert out["metrics"]["report_epoch"] == 1 and "test/clean/pgd2" in out["metrics"]
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert payload["step"] == 6
+    report, final = payload["extra"]["report_model"], payload["modules"]["model"]
+    assert not torch.equal(report["linear.weight"], final["linear.weight"])
