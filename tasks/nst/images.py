@@ -78,3 +78,56 @@ def coral(source: Tensor, target: Tensor) -> Tensor:
     _, mean_t, cov_t = stats(target.double())
     out = sqrtm(cov_t) @ sqrtm(cov_s, inverse=True) @ centred + mean_t
     return out.reshape(source.shape).clamp(0, 1).to(source.dtype)
+
+
+class ImageStream:
+    """Mini-batches of images read from disk when needed (COCO / WikiArt do not fit in memory).
+
+    Each epoch visits the files in a permutation drawn from ``seed * 1_000_003 + epoch``; an image is
+    decoded and resized to ``size`` x ``size`` when its batch is asked for (``workers`` threads decode
+    one batch in parallel; PIL releases the GIL). ``state_dict()`` is the (epoch, position) pair, so a
+    resumed run reads the same files in the same order. Returns ``(uint8 (n, 3, size, size),)`` like
+    :class:`~tasks.common.data.TensorBatches`.
+    """
+
+    def __init__(self, files: Sequence[Path], batch_size: int, seed: int, size: int, min_size: int = 32,
+                 workers: int = 0) -> None:
+        if not files:
+            raise ValueError("ImageStream needs at least one file")
+        self.files, self.batch_size, self.seed = list(files), batch_size, seed
+        self.size, self.min_size, self.workers = size, min_size, workers
+        self.epoch, self.position = 0, 0
+        self.batches_per_epoch = -(-len(self.files) // batch_size)
+        self._order: tuple = (-1, None)
+        self._pool = None
+
+    def _load(self, path: Path) -> Tensor:
+        return to_tensor(read_image(path, self.min_size).resize((self.size, self.size), Image.BILINEAR))
+
+    def load(self, paths: Sequence[Path]) -> Tensor:
+        """The given files decoded and resized, in order."""
+        if self.workers > 0:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(self.workers)
+            return torch.stack(list(self._pool.map(self._load, paths)))
+        return torch.stack([self._load(p) for p in paths])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.position >= self.batches_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+        if self._order[0] != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._order = (self.epoch, torch.randperm(len(self.files), generator=generator).tolist())
+        index = self._order[1][self.position * self.batch_size:(self.position + 1) * self.batch_size]
+        self.position += 1
+        return (self.load([self.files[i] for i in index]),)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

