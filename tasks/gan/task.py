@@ -63,6 +63,7 @@ class GanTaskConfig:
     # Spectral-norm update: torch (the parametrization: 15 warm-up iterations, u then v) or hook (the
     # official code's nn.utils.spectral_norm: none, v then u); the paper presets use hook.
     sn_update: str = checked("torch", choices=("torch", "hook"))
+    drop_last: bool = True            # false: keep the partial last batch of an epoch (782 batches of 64, official)
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 
@@ -99,7 +100,7 @@ class GanTask(Task):
             modules={"generator": g, "discriminator": d, "generator_ema": g_ema},
             optimizers={"generator": torch.optim.Adam(g.parameters(), t.lr, betas=tuple(t.betas)),
                         "discriminator": torch.optim.Adam(d.parameters(), t.lr, betas=tuple(t.betas))},
-            iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed,
+            iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed, drop_last=t.drop_last,
                                              rank=ctx.dist.rank, world_size=ctx.dist.world_size)},
             extra={"fixed_z": torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
                    "fixed_y": torch.arange(rows).repeat_interleave(t.sheet_columns)})

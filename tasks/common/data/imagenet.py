@@ -27,7 +27,8 @@ def centre_crop_resize(img: Image.Image, size: int) -> np.ndarray:
     w, h = img.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC))
+    # bilinear, as the official loader (torchvision's Resize on a PIL image: PIL's antialiased bilinear)
+    return np.asarray(img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR))
 
 
 @register_dataset("imagenet-dogs-cats", LAYOUT)
@@ -40,7 +41,7 @@ def load_dogs_and_cats(place: Path, split: str) -> Optional[ImageDataset]:
         raise ValueError(f"{root} has {len(wnids)} class folders; the dogs-and-cats subset needs all 1000 "
                          "ILSVRC-2012 classes to find indices 151..293")
     chosen = wnids[FIRST:LAST + 1]
-    key = hashlib.sha1(f"{root.resolve()}:{SIZE}".encode()).hexdigest()[:10]
+    key = hashlib.sha1(f"{root.resolve()}:{SIZE}:bilinear".encode()).hexdigest()[:10]
     cached = cache_dir() / f"imagenet-dogs-cats-{split}-{key}.pt"
     blob = load_entry(cached)
     if blob is not None:

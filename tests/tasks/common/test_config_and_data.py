@@ -110,3 +110,18 @@ def test_failed_download_is_reported_with_the_search_path(tmp_path, monkeypatch)
     with pytest.raises(DataNotFoundError, match="download failed \\(URLError: offline\\)"):
         load_dataset("cifar10", "train", root=str(tmp_path / "mine"), download=True)
     assert calls == [tmp_path / "mine"]
+
+
+def test_dogs_and_cats_preprocessing_is_the_official_one():
+    """Short-side centre crop, then torchvision's Resize((128, 128)) on the PIL image (bilinear)."""
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from tasks.common.data.imagenet import centre_crop_resize
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (301, 447, 3), dtype=np.uint8))
+    w, h = img.size
+    side = min(w, h)
+    official = T.Resize((128, 128))(img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)))
+    assert np.array_equal(centre_crop_resize(img, 128), np.asarray(official))
