@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from sabn import build_norm
 
-from ..common.data import TensorBatches, data_search_path, load_dataset, random_crop_flip
+from ..common.data import TensorBatches, data_search_path, load_dataset, portable_path, random_crop_flip
 from ..common.config import checked
 from ..common.task import RunContext, Task, TaskState
 from .benchmark import open_benchmark
@@ -116,7 +116,7 @@ class NasTask(Task):
             if t.split == "nb201":
                 raise ValueError("task.split=nb201 but nasbench201/splits/cifar-split.txt is not on the data path")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(t.split_seed))
-        return order[: n // 2], order[n // 2:], f"seeded 50/50 split (seed {t.split_seed}; image order of {train.source} differs from CIFAR's)"
+        return order[: n // 2], order[n // 2:], f"seeded 50/50 split (seed {t.split_seed}; image order of {portable_path(train.source)} differs from CIFAR's)"
 
     def build(self, ctx: RunContext) -> TaskState:
         cfg, t = ctx.cfg, ctx.cfg.task

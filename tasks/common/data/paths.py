@@ -38,3 +38,15 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("SABN_CACHE_DIR", REPO_ROOT / ".cache")).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def portable_path(path) -> str:
+    """A path as it may appear in a result file: relative to the cache (``<cache>/...``) or to a data
+    search place (``<data>/...``), else just its name; never this machine's absolute layout."""
+    p = Path(path)
+    for base, label in [(cache_dir(), "<cache>")] + [(place, "<data>") for place in data_search_path()]:
+        try:
+            return f"{label}/{p.resolve().relative_to(base.resolve())}"
+        except (ValueError, OSError):
+            continue
+    return p.name
