@@ -64,6 +64,10 @@ class GanTaskConfig:
     # official code's nn.utils.spectral_norm: none, v then u); the paper presets use hook.
     sn_update: str = checked("torch", choices=("torch", "hook"))
     drop_last: bool = True            # false: keep the partial last batch of an epoch (782 batches of 64, official)
+    # Generator labels: uniform (random, as the official code) or balanced (every class equally often
+    # in each batch, up to one, and exactly in the evaluation samples): per-class comparisons then do
+    # not inherit label-count noise.
+    labels: str = checked("uniform", choices=("uniform", "balanced"))
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 
@@ -114,8 +118,13 @@ class GanTask(Task):
 
     def _noise(self, ctx, n):
         t = ctx.cfg.task
-        return (torch.randn(n, t.z_dim, device=ctx.device),
-                torch.randint(0, t.num_classes, (n,), device=ctx.device))
+        z = torch.randn(n, t.z_dim, device=ctx.device)
+        if t.labels == "balanced":   # each class n // K or n // K + 1 times, in a random order
+            offset = int(torch.randint(0, t.num_classes, ()))
+            y = ((torch.arange(n) + offset) % t.num_classes)[torch.randperm(n)].to(ctx.device)
+        else:
+            y = torch.randint(0, t.num_classes, (n,), device=ctx.device)
+        return z, y
 
     @torch.no_grad()
     def _update_ema(self, state: TaskState, decay: float, buffers: bool) -> None:
@@ -193,10 +202,17 @@ class GanTask(Task):
         net = self._inception(state, ctx)
         gen = torch.Generator(device=ctx.device).manual_seed(2024)
 
+        drawn = [0]
+
         def sample(n, label=None):
             z = torch.randn(n, t.z_dim, generator=gen, device=ctx.device)
-            y = (torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device) if label is None
-                 else torch.full((n,), label, dtype=torch.long, device=ctx.device))
+            if label is not None:
+                y = torch.full((n,), label, dtype=torch.long, device=ctx.device)
+            elif t.labels == "balanced":   # cyclic: every class equally often over the whole sample
+                y = ((torch.arange(n) + drawn[0]) % t.num_classes).to(ctx.device)
+            else:
+                y = torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device)
+            drawn[0] += n
             return (g(z, y).float() + 1) / 2
         fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
                                want_logits=net.has_logits)
@@ -229,7 +245,7 @@ class GanTask(Task):
         return {"model": t.model, "num_samples": f.num_samples, "reference": f"{ctx.cfg.data.name}/{f.reference_split}",
                 "reference_count": f.reference_count, "inception_weights": source,
                 "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",
-                "labels": "uniform",
+                "labels": t.labels,
                 "fid": "pytorch-fid preprocessing, float64 statistics, "
                        + ("scipy sqrtm" if f.sqrtm == "scipy" else "Newton-Schulz sqrtm (50 iterations, float32)"),
                 "fid_reference": (f"statistics file {Path(f.reference_stats).name}" if f.reference_stats

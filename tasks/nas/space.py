@@ -95,3 +95,29 @@ def genotype_from_choices(choices: Sequence[int]) -> Genotype:
     for i in range(1, MAX_NODES):
         genotype.append(tuple((OPS[choices[EDGES.index((i, j))]], j) for j in range(i)))
     return tuple(genotype)
+
+
+def classify_cell(arch: str) -> str:
+    """``disconnected`` (no path of non-``none`` edges from the input node to the output node: the cell
+    outputs zeros), ``skip-heavy`` (>= 3 of its 6 edges ``skip_connect``, the DARTS collapse), else
+    ``conv-rich`` (>= 3 convolutions) or ``mixed``."""
+    genotype = arch_str_to_genotype(arch)
+    reach = {0}
+    for node, inputs in enumerate(genotype, start=1):
+        if any(op != "none" and j in reach for op, j in inputs):
+            reach.add(node)
+    ops = [op for inputs in genotype for op, _ in inputs]
+    if MAX_NODES - 1 not in reach:
+        return "disconnected"
+    if ops.count("skip_connect") >= 3:
+        return "skip-heavy"
+    return "conv-rich" if sum(op.startswith("nor_conv") for op in ops) >= 3 else "mixed"
+
+
+def edge_margins(probs: Sequence[Sequence[float]]) -> list:
+    """Per edge: softmax(alpha) of the winning op minus the runner-up's (how decisive the argmax is)."""
+    out = []
+    for row in probs:
+        top = sorted(row, reverse=True)
+        out.append(round(float(top[0] - top[1]), 5))
+    return out

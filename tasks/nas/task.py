@@ -16,7 +16,7 @@ from ..common.config import checked
 from ..common.task import RunContext, Task, TaskState
 from .benchmark import open_benchmark
 from .darts_v2 import unrolled_alpha_gradient
-from .space import OPS, genotype_from_choices, genotype_to_arch_str
+from .space import OPS, classify_cell, edge_margins, genotype_from_choices, genotype_to_arch_str
 from .supernet import SuperNet
 
 # norm config name -> (registry name, defaults) as in the paper's NAS runs (spec sections 1.3, 3.1).
@@ -217,15 +217,23 @@ class NasTask(Task):
         history: List[Dict[str, Any]] = state.extra["history"]
         if not history or history[-1]["epoch"] != epoch:
             probs = model.alphas.detach().softmax(-1).cpu()
+            softmax = [[round(float(p), 5) for p in row] for row in probs]
             history.append({"epoch": epoch, "step": step, "arch_str": arch, "gt_test": test, "gt_valid": valid,
-                            "alphas_softmax": [[round(float(p), 5) for p in row] for row in probs]})
+                            "alphas_softmax": softmax, "margins": edge_margins(softmax)})
         out: Dict[str, Any] = {"epoch": epoch, "arch_str": arch,
                                "gt_test": test if test is not None else float("nan"),
                                "gt_valid": valid if valid is not None else float("nan"),
                                "params_free_ops": sum(OPS[c] in ("none", "skip_connect", "avg_pool_3x3")
                                                       for c in model.genotype_choices())}
+        out["min_margin"] = min(history[-1]["margins"])
+        out["cell_class"] = classify_cell(arch)
         if final:
             out["gt_test_per_epoch"] = [h["gt_test"] for h in history]
+            out["search_history"] = history   # softmax(alpha) and margins per epoch
+            if dataset == "cifar10":   # the same cell trained on the other data sets: transfer, not searched there
+                for other, key in (("cifar100", "transfer_gt_cifar100"), ("ImageNet16-120", "transfer_gt_imagenet16")):
+                    value = bench.query(arch, other, "test")
+                    out[key] = value if value is not None else float("nan")
         return out
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:

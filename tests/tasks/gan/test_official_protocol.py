@@ -88,3 +88,14 @@ def test_newton_schulz_fid_agrees_with_scipy():
     a = {"mu": feats_a.mean(0), "sigma": np.cov(feats_a, rowvar=False)}
     b = {"mu": feats_b.mean(0), "sigma": np.cov(feats_b, rowvar=False)}
     assert frechet_distance(a, b, "newton_schulz") == pytest.approx(frechet_distance(a, b), rel=1e-3)
+
+
+def test_balanced_generator_labels():
+    from types import SimpleNamespace
+
+    from tasks.gan.task import TASK
+    from tests.conftest import compose
+    ctx = SimpleNamespace(cfg=compose("experiment=gan/smoke", "task.labels=balanced"), device=torch.device("cpu"))
+    for n in (64, 128, 7):
+        counts = torch.bincount(TASK._noise(ctx, n)[1], minlength=10)
+        assert counts.sum() == n and counts.max() - counts.min() <= 1

@@ -71,3 +71,13 @@ def test_none_backend_answers_none_and_still_validates():
         Benchmark().query("|x~0|", "cifar10")
     with pytest.raises(ValueError, match="not found"):
         open_benchmark("table", None, [])
+
+
+def test_cell_classes_and_margins():
+    from tasks.nas.space import classify_cell, edge_margins
+    assert classify_cell("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|") == "disconnected"
+    assert classify_cell("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|") == "disconnected"
+    assert classify_cell("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|") == "mixed"
+    assert classify_cell("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|") == "skip-heavy"
+    assert classify_cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|") == "conv-rich"
+    assert edge_margins([[0.2, 0.21, 0.19, 0.2, 0.2], [0.9, 0.05, 0.05, 0, 0]]) == [0.01, 0.85]
