@@ -232,7 +232,13 @@ class NstTask(Task):
             path.parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, path)
             ctx.logger.image("val/grid", grid, step)
-        return {"val/content": total_c / n, "val/style": total_s / n, "val/total": (total_c + total_s) / n}
+        out = {"val/content": total_c / n, "val/style": total_s / n, "val/total": (total_c + total_s) / n}
+        for name, module in state.modules["norm"].named_modules():   # SaAdaIN: how far the shared affine moved
+            if getattr(module, "weight", None) is not None and getattr(module, "bias", None) is not None:
+                layer = name or "relu4_1"
+                out[f"shared_affine/{layer}/gamma_drift"] = float((module.weight.detach() - 1).abs().mean())
+                out[f"shared_affine/{layer}/beta_drift"] = float(module.bias.detach().abs().mean())
+        return out
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t = ctx.cfg.task
