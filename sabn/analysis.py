@@ -111,3 +111,56 @@ def scalars(summary: Dict[str, Dict[str, object]], prefix: str = "analysis/") ->
                 out[f"{prefix}{layer}/{key}"] = entry["independent"][key]
     return out
 
+
+
+def sandwich_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose CCBN layers became SaBN layers computing the same function: shared
+    affine exactly (1, 0), the same independent affines and running statistics. From identical
+    states, the two models then differ only in the sandwich coupling of their updates."""
+    import copy
+
+    from .batchnorm import SandwichBatchNorm2d
+    twin = copy.deepcopy(module)
+    for parent in list(twin.modules()):
+        for name, child in list(parent.named_children()):
+            if not (isinstance(child, ConditionalBatchNorm2d) and child.weight is None
+                    and child.condition_weight is not None and not child.split_statistics):
+                continue
+            new = SandwichBatchNorm2d(child.num_features, child.num_conditions, eps=child.eps, momentum=child.momentum,
+                                      track_running_stats=child.track_running_stats, fused=child.fused)
+            new = new.to(device=child.condition_weight.device, dtype=child.condition_weight.dtype)
+            with torch.no_grad():
+                new.weight.fill_(1.0)
+                new.bias.zero_()
+                new.condition_weight.copy_(child.condition_weight)
+                new.condition_bias.copy_(child.condition_bias)
+                if child.track_running_stats:
+                    for key in ("running_mean", "running_var", "num_batches_tracked"):
+                        getattr(new, key).copy_(getattr(child, key))
+            new.train(child.training)
+            setattr(parent, name, new)
+    return twin
+
+
+def composed_affines(module: nn.Module) -> Dict[str, Tensor]:
+    """Per conditional layer, the (K, 2C) effective affine [a_k ; b_k] with a_k = gamma_k gamma_sa and
+    b_k = gamma_k beta_sa + beta_k (CCBN: gamma_k, beta_k)."""
+    out = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, ConditionalBatchNorm2d) and layer.condition_weight is not None:
+            gw, gb = layer.condition_weight.detach(), layer.condition_bias.detach()
+            if layer.weight is not None:
+                gw, gb = gw * layer.weight.detach(), torch.addcmul(gb, gw, layer.bias.detach())
+            out[name] = torch.cat([gw, gb], dim=1).clone()
+    return out
+
+
+def update_spread(before: Dict[str, Tensor], after: Dict[str, Tensor]) -> Dict[str, Dict[str, object]]:
+    """Per layer, :func:`spread` of the per-condition updates of the effective affine, with the
+    lowest possible mean pairwise cosine of K vectors, -1/(K-1)."""
+    out = {}
+    for name, old in before.items():
+        summary = spread(after[name] - old)
+        summary["cos_floor"] = -1.0 / (old.shape[0] - 1) if old.shape[0] > 1 else None
+        out[name] = summary
+    return out
