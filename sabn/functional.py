@@ -8,6 +8,7 @@ the official code uses; the tests compare the two.
 """
 from __future__ import annotations
 
+import os
 from typing import Optional, Union
 
 import torch
@@ -109,6 +110,16 @@ def _fold(x4: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, invstd: Tensor
     return torch.addcmul(t[:, :, None, None], x4, s[:, :, None, None])
 
 
+def _triton(x: Tensor):
+    """The Triton kernels when they handle ``x`` (CUDA, or the CPU interpreter in tests); eager only."""
+    if x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return None
+    if torch.compiler.is_compiling():
+        return None
+    from . import triton_kernels
+    return triton_kernels if triton_kernels.available(x) else None
+
+
 def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps):
     """Shared forward: statistics (updating running buffers), then one addcmul with the folded affine."""
     x4 = _as_4d(x).to(_stats_dtype(x))
@@ -118,24 +129,36 @@ def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats
     else:
         mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
     invstd = torch.rsqrt(var + eps)
-    y = _fold(x4, scale, shift, mean, invstd)
     ctx.use_batch_stats = use_batch_stats
+    kernels = _triton(_as_4d(x))
+    if kernels is not None:   # one read of x, one write of y, in x's own dtype and layout
+        s = scale.to(mean.dtype) * invstd
+        y = kernels.affine(_as_4d(x), s, torch.addcmul(shift.to(mean.dtype), s, mean, value=-1), out_dtype=x.dtype)
+        return y.reshape(x.shape), mean, invstd
+    y = _fold(x4, scale, shift, mean, invstd)
     return y.to(x.dtype).reshape(x.shape), mean, invstd
 
 
-def _grads_from_sums(use_batch_stats, g, x4, scale, mean, invstd, sg, sgx):
-    """grad_x (4-d) and grad_scale from the per-(sample, channel) sums of g and g * x."""
-    c = x4.shape[1]
-    scale32 = scale.to(x4.dtype)
+def _grad_coefficients(use_batch_stats, count, scale, mean, invstd, sg, sgx):
+    """From the per-(sample, channel) sums of g and g * x: grad_x = a[n, c] g + b[c] x + d[c]
+    (b = d = None at fixed statistics) and grad_scale (N, C)."""
+    scale32 = scale.to(mean.dtype)
     grad_scale = torch.addcmul(sgx, sg, mean, value=-1).mul_(invstd)  # sum over (h, w) of g * x_hat
     a = scale32 * invstd  # d y / d x at fixed statistics, per (n, c)
     if not use_batch_stats:
-        return g * a[:, :, None, None], grad_scale
-    count = x4.numel() // c
+        return a, None, None, grad_scale
     # Means over (n, h, w) of g' = g * scale and of g' * x_hat, from the (N, C) sums.
     means = (scale32 * torch.stack((sg, grad_scale))).sum(1).div_(count)
     b = -invstd * invstd * means[1]
     d = torch.addcmul(-invstd * means[0], b, mean, value=-1)
+    return a, b, d, grad_scale
+
+
+def _grads_from_sums(use_batch_stats, g, x4, scale, mean, invstd, sg, sgx):
+    """grad_x (4-d) and grad_scale from the per-(sample, channel) sums of g and g * x."""
+    a, b, d, grad_scale = _grad_coefficients(use_batch_stats, x4.numel() // x4.shape[1], scale, mean, invstd, sg, sgx)
+    if b is None:
+        return g * a[:, :, None, None], grad_scale
     grad_x = torch.addcmul(d[None, :, None, None], x4, b[None, :, None, None])
     return grad_x.addcmul_(g, a[:, :, None, None]), grad_scale
 
@@ -146,6 +169,14 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
     n, c = x4.shape[:2]
     channels_last = x4.dim() == 4 and not x4.is_contiguous() and x4.is_contiguous(memory_format=torch.channels_last)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    kernels = _triton(_as_4d(x))
+    if kernels is not None:   # one read of g and x for both sums, one pass for grad_x
+        xt, gt = _as_4d(x).contiguous(memory_format=fmt), _as_4d(grad_out).contiguous(memory_format=fmt)
+        sg, sgx = kernels.nc_sums(gt, xt)
+        a, b, d, grad_scale = _grad_coefficients(use_batch_stats, xt.numel() // c, scale, mean, invstd, sg, sgx)
+        if b is None:
+            b = d = torch.zeros_like(mean)
+        return kernels.grad_input(gt, xt, a, b, d, out_dtype=x.dtype).reshape(x.shape), grad_scale, sg
     g = _as_4d(grad_out).to(x4.dtype).contiguous(memory_format=fmt)
     x4 = x4.contiguous(memory_format=fmt)
     kernel = cpu_kernel(x4)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import statistics
 import sys
 import time
@@ -81,6 +82,14 @@ def _with_kernel(on: bool, fn):
     return run
 
 
+def _with_triton(on: bool, fn):
+    """The fused layer with its CUDA Triton kernels (default) or forced onto the ATen composition."""
+    def run():
+        os.environ["SABN_TRITON"] = "1" if on else "0"
+        fn()
+    return run
+
+
 def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compiled, kernel=False):
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(n, c, h, h, device=device).contiguous(memory_format=fmt).requires_grad_()
@@ -100,6 +109,9 @@ def bench_shape(n, c, h, k, channels_last, device, rounds, reps, variants, compi
         if kernel:
             fns[f"{name}_python"] = _with_kernel(False, fns[f"{name}_fused"])
         fns[f"{name}_fused"] = _with_kernel(kernel, fns[f"{name}_fused"])
+        if str(device).startswith("cuda"):   # Triton kernels (the default there) vs the ATen composition
+            fns[f"{name}_aten"] = _with_triton(False, fns[f"{name}_fused"])
+            fns[f"{name}_fused"] = _with_triton(True, fns[f"{name}_fused"])
     for fn in fns.values():
         for _ in range(3):
             fn()

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 5 min on one GPU): every task's smoke preset on CUDA with AMP and
-# channels_last, the DDP path when several GPUs are present, the layer benchmark and the step
-# benchmark of the cpu-tier models. Writes a summary to ${OUT:-gpu_check}/summary.txt.
+# One prepared GPU check (< 8 min on one GPU): every task's smoke preset on CUDA with AMP and
+# channels_last, the DDP path when several GPUs are present, the library tests on CUDA (the Triton
+# kernels compiled for the GPU against the reference), the layer benchmark (Triton default vs the
+# ATen composition vs compiled, ratios to nn.BatchNorm2d), a 100-step GAN run end to end and the
+# step benchmark of the paper-size models with AMP bf16 + channels_last. Writes
+# ${OUT:-gpu_check}/summary.txt and gpu_norms.json / gpu_step.json there (commit them under results/bench/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -22,6 +25,10 @@ if [ "$ngpu" -gt 1 ]; then
        paths.run_dir="$out/runs/ddp" trainer.resume=false
 fi
 step pytest_sabn_cuda "$PY" -m pytest -q tests/sabn
-step bench_norms "$PY" scripts/bench_norms.py --device cuda --out "$out/norms_cuda.json"
-step bench_step "$PY" scripts/bench_step.py --all --quick --scale cpu trainer.device=cuda
+step bench_norms "$PY" scripts/bench_norms.py --device cuda --quick --out "$out/gpu_norms.json"
+step gan_100_steps "$PY" train.py experiment=gan/smoke trainer.steps=100 trainer.eval_every=0 trainer.device=cuda \
+     trainer.amp=true trainer.channels_last=true paths.run_dir="$out/runs/gan100" trainer.resume=false
+step bench_step "$PY" scripts/bench_step.py --all --quick --scale paper trainer.device=cuda trainer.amp=true \
+     trainer.channels_last=true
+cp results/bench/step_*.json "$out/" 2>/dev/null
 cat "$summary"

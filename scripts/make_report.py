@@ -85,7 +85,8 @@ def _speed() -> list:
     kernels = bench.get("cpu_kernel", {}).get("timed", False)
     labels = {"fused": "fused, default path" + (" (C++ CPU kernels, built by `make install`)" if kernels else ""),
               "python": "fused, Python path (no compiler, or `SABN_CPU_KERNELS=0`)",
-              "reference": "reference composition (BN, then gather and affine)", "compiled": "`torch.compile` (vs compiled BN)"}
+              "reference": "reference composition (BN, then gather and affine)", "compiled": "`torch.compile` (vs compiled BN)",
+              "aten": "fused, ATen composition instead of the Triton kernels (CUDA)"}
     hw, prov = bench["hardware"], bench["provenance"]
     lines = ["## Layer speed: SaBN / CCBN against `nn.BatchNorm2d`", "",
              f"Forward + backward, interleaved medians (`python scripts/{prov['command']}`, commit {prov['commit'][:10]}, "
@@ -93,7 +94,7 @@ def _speed() -> list:
              f"{'quick grid' if bench['quick'] else 'full grid'}: {len(bench['rows'])} rows of N, C, H, K and layout; "
              "every row in `bench/norms.json`). Targets: eager <= 1.5x, compiled <= 1.1x.", "",
              "| path | layout | ratio to BN: median | max | worst shape (N, C, H, K) |", "|---|---|---|---|---|"]
-    for path_kind in ("fused", "python", "compiled", "reference"):
+    for path_kind in ("fused", "python", "aten", "compiled", "reference"):
         for fmt in ("NCHW", "channels_last"):
             items = groups.get((path_kind, fmt))
             if not items:
@@ -103,6 +104,42 @@ def _speed() -> list:
             lines.append(f"| {labels[path_kind]} | {fmt} | {statistics.median(i[0] for i in items):.2f} | {worst[0]:.2f} | "
                          f"{worst[1]} ({r['N']}, {r['C']}, {r['H']}, {r['K']}) |")
     return lines + [""]
+
+
+def _controlled() -> list:
+    """The controlled gradient experiment (scripts/gradient_controlled.py), where it has been run."""
+    lines = []
+    for task in ("gan", "nas"):
+        path = ROOT / "results" / "analysis" / f"gradient_controlled_{task}.json"
+        if not path.is_file():
+            continue
+        data = json.loads(path.read_text())
+        summary, settings, prov = data["summary"], data["settings"], data["provenance"]
+        layers = sorted({r["layer"] for r in data["rows"]}, key=[r["layer"] for r in data["rows"]].index)
+        lines += [f"### Controlled gradient experiment: {task}", "",
+                  "From one CCBN state, its SaBN twin (shared affine exactly (1, 0), same class affines and "
+                  "statistics: the same function) and the CCBN model each take one identical SGD step on the same "
+                  "class-balanced batch; compared are the per-class updates of the composed affine. Seeds "
+                  f"{settings['seeds']}, checkpoints at steps {settings['checkpoints']}, {settings['batches']} batches of "
+                  f"{settings['per_class']} images per class each (`python scripts/gradient_controlled.py {task}`, commit "
+                  f"{prov['commit'][:10]}, {prov['hardware']['cpu']}, {prov['wall_time_s'] / 60:.1f} min).", "",
+                  "| layer | CV of update norms: CCBN | SaBN | mean pairwise cosine: CCBN | SaBN | cosine floor -1/(K-1) |",
+                  "|---|---|---|---|---|---|"]
+        for layer in layers:
+            rows = [r for r in data["rows"] if r["layer"] == layer]
+            mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
+            lines.append(f"| {layer} | {mean('cv_ccbn'):.3f} | {mean('cv_sabn'):.3f} | {mean('cos_ccbn'):+.3f} | "
+                         f"{mean('cos_sabn'):+.3f} | {rows[0]['cos_floor']:+.3f} |")
+        cv, cos = summary["cv"], summary["cos"]
+        lines += ["", f"Over all {cv['of']} (layer, seed, checkpoint, batch) cases the SaBN twin's update-norm spread "
+                  f"is lower in {cv['sabn_lower_in']} (mean CV {cv['mean_ccbn']:.3f} -> {cv['mean_sabn']:.3f}) and its "
+                  f"mean pairwise cosine lower in {cos['sabn_lower_in']} (mean {cos['mean_ccbn']:+.3f} -> "
+                  f"{cos['mean_sabn']:+.3f}; floor {summary['cos_floor']:+.3f}).", "",
+                  f"![controlled {task}](analysis/gradient_controlled_{task}.png)", ""]
+        note = ROOT / "results" / "notes" / f"controlled_{task}.md"
+        if note.is_file():
+            lines += [note.read_text().strip(), ""]
+    return lines
 
 
 def report() -> str:
@@ -128,6 +165,9 @@ def report() -> str:
         if links:
             lines += ["", *links]
         lines.append("")
+    controlled = _controlled()
+    if controlled:
+        lines += ["## Gradient balance and diversity, controlled", "", *controlled]
     lines += _speed()
     return "\n".join(lines).rstrip() + "\n"
 

@@ -106,6 +106,38 @@ def plot(task: str) -> None:
         print(out)
 
 
+def plot_controlled(task: str) -> None:
+    """results/analysis/gradient_controlled_<task>.png: per layer, CV of the per-condition update norms
+    and their mean pairwise cosine, CCBN vs its SaBN twin after one identical step (mean and range
+    over seeds, checkpoints and batches), with the -1/(K-1) cosine floor."""
+    path = ROOT / "results" / "analysis" / f"gradient_controlled_{task}.json"
+    if not path.is_file():
+        return
+    rows = json.loads(path.read_text())["rows"]
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(layers))
+    for ax, key, title in ((axes[0], "cv", "spread of update norms across classes (CV)"),
+                           (axes[1], "cos", "mean pairwise cosine of the class updates")):
+        for offset, arm, color in ((-0.18, "ccbn", "tab:blue"), (0.18, "sabn", "tab:orange")):
+            values = [[r[f"{key}_{arm}"] for r in rows if r["layer"] == layer] for layer in layers]
+            means = [np.mean(v) for v in values]
+            lows = [m - min(v) for m, v in zip(means, values)]
+            highs = [max(v) - m for m, v in zip(means, values)]
+            ax.bar(x + offset, means, 0.34, yerr=[lows, highs], capsize=2, color=color, label=arm.upper())
+        if key == "cos":
+            ax.axhline(rows[0]["cos_floor"], color="k", ls="--", lw=1, label="floor -1/(K-1)")
+            ax.axhline(0, color="gray", lw=0.5)
+        ax.set_xticks(x, [layer.replace("blocks.", "b") for layer in layers], rotation=30, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{task}: one SGD step from identical states (CCBN and its SaBN twin), class-balanced batches", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(ROOT / "results" / "analysis" / f"gradient_controlled_{task}.png", dpi=110)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
     for name in sys.argv[1:] or ["gan", "nas"]:
         plot(name)
+        plot_controlled(name)

@@ -74,3 +74,30 @@ def test_monitor_accumulates_over_a_window_for_split_layers():
     assert record["independent"]["cv"] is not None and not math.isnan(record["independent"]["cv"])
     with pytest.raises(ValueError, match="window <= every"):
         GradientMonitor(model, every=2, window=3)
+
+
+def test_sandwich_copy_computes_the_same_function_and_couples_the_updates():
+    from sabn import norm_layer
+    from sabn.analysis import composed_affines, sandwich_copy, update_spread
+    from sabn.batchnorm import SandwichBatchNorm2d
+    torch.manual_seed(0)
+    make = norm_layer("ccbn", num_conditions=4)
+    model = torch.nn.ModuleDict({"a": make(6), "b": make(6)})
+    twin = sandwich_copy(model)
+    assert all(isinstance(m, SandwichBatchNorm2d) for m in twin.values())
+    x, y = torch.randn(8, 6, 5, 5), torch.arange(4).repeat(2)
+    for name in model:
+        torch.testing.assert_close(twin[name](x, y), model[name](x, y))
+    before = composed_affines(twin)
+    for name, value in composed_affines(model).items():
+        torch.testing.assert_close(before[name], value)
+    for net in (model, twin):   # one SGD step on the same loss
+        loss = sum((m(x, y) * torch.linspace(-1, 1, 5)).square().mean() for m in net.values())
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        with torch.no_grad():
+            for p, g in zip(net.parameters(), grads):
+                p.sub_(0.1 * g)
+    ccbn = update_spread(composed_affines(model), composed_affines(model))
+    assert ccbn["a"]["cos_floor"] == pytest.approx(-1 / 3)
+    moved = update_spread(before, composed_affines(twin))
+    assert moved["a"]["present"] == 4 and moved["a"]["cos_mean"] is not None
