@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 
 from tasks.common.cli import friendly_errors
 from tasks.common.config import validate
+from tasks.common.store import register_configs
 from tasks.common.runner import train
 from tasks.common.task import get_task
 
@@ -19,6 +20,9 @@ def run(cfg: DictConfig) -> dict:
     if out.get("signal"):   # interrupted and checkpointed: 128 + signal, so launchers and schedulers stop
         sys.exit(128 + out["signal"])
     return out
+
+
+register_configs()   # the dataclass schemas: every default and type of the configs
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

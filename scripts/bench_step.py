@@ -44,12 +44,8 @@ PAPER_DATA = {"nas": ["data=cifar10", "task.benchmark.dataset=cifar10"],
 
 
 def compose(task: str, scale: str, norm: str, overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from tasks.common.config import validate
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=[f"experiment={task}/{scale}", f"norm={norm}", *overrides])
-    return validate(cfg, get_task(task).schema)
+    from tasks.common.store import compose as store_compose
+    return store_compose(f"experiment={task}/{scale}", f"norm={norm}", *overrides)
 
 
 def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup: int, extra,

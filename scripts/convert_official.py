@@ -24,16 +24,10 @@ CONVERTERS = {"gan": ("tasks.gan.official", "experiment=gan/paper_sngan"),
 
 
 def compose_config(task: str, overrides):
-    from hydra import compose, initialize_config_dir
-
-    from tasks.common.config import validate
-    from tasks.common.task import get_task
-    default = CONVERTERS[task][1]
+    from tasks.common.store import compose
     if not any(o.startswith("experiment=") for o in overrides):
-        overrides = [default, *overrides]
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    return validate(cfg, get_task(cfg.task.name).schema)
+        overrides = [CONVERTERS[task][1], *overrides]
+    return compose(*overrides)
 
 
 @friendly_errors

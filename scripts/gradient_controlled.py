@@ -31,13 +31,8 @@ OVERRIDES = ["experiment=gan/cpu", "norm=ccbn", "task.g_ch=32", "task.d_ch=32", 
 
 
 def compose(overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    from tasks.common.config import validate
-    from tasks.common.task import get_task
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = hydra_compose("train", overrides=list(overrides))
-    return validate(cfg, get_task(cfg.task.name).schema)
+    from tasks.common.store import compose as store_compose
+    return store_compose(*overrides)
 
 
 def checkpoints(seed: int, steps, run_root: Path):

@@ -123,6 +123,9 @@ class AdvTask(Task):
             return state.iterators["train"].batches_per_epoch
         return ctx.cfg.trainer.eval_every
 
+    def length_unit(self, cfg) -> tuple:
+        return ("epochs", "task.epochs; task.epochs=0 switches to trainer.steps") if cfg.task.epochs > 0 else ("steps", "")
+
     def total_steps(self, ctx: RunContext, state: TaskState) -> int:
         t = ctx.cfg.task
         return t.epochs * state.iterators["train"].batches_per_epoch if t.epochs > 0 else ctx.cfg.trainer.steps

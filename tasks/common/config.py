@@ -78,7 +78,9 @@ DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 
 @dataclass
 class TrainerConfig:
-    steps: int = checked(100, ge=0)  # optimisation steps (the task defines what one step is)
+    # The run's length in optimisation steps, for tasks that count in steps (gan, nst, adv with
+    # task.epochs=0); tasks that count in epochs (nas, adv) refuse it rather than ignore it.
+    steps: Optional[int] = checked(None, ge=0)
     eval_every: int = checked(50, ge=0)  # steps between evaluations (0: only at the end)
     checkpoint_every: int = checked(50, ge=0)  # steps between 'last' checkpoints (0: only at the end)
     keep_every: int = checked(0, ge=0)  # also keep a numbered snapshot every this many steps (0: never)
@@ -184,3 +186,13 @@ def validate(cfg: DictConfig, task_schema) -> DictConfig:
     check_values(merged, RunConfig)
     check_values(merged.task, task_schema, "task.")
     return merged
+
+
+def check_length(cfg: DictConfig, unit: str, where: str) -> None:
+    """Training length has one explicit unit per task: ``steps`` needs trainer.steps; an epoch-counted
+    task refuses trainer.steps (it would be silently ignored). ``where`` names the epoch keys."""
+    if unit == "steps" and cfg.trainer.steps is None:
+        raise ConfigError(f"task {cfg.task.name} counts its length in steps: set trainer.steps")
+    if unit == "epochs" and cfg.trainer.steps is not None:
+        raise ConfigError(f"task {cfg.task.name} counts its length in epochs ({where}); trainer.steps="
+                          f"{cfg.trainer.steps} would be ignored: remove it")

@@ -118,7 +118,7 @@ def _inject_fault(done: int) -> None:
 
 def _setup(cfg: DictConfig, task: Task):
     """Device, threads, kernels, distributed state, seeds, logger and the task's state."""
-    task.check_norm(cfg)
+    task.check_config(cfg)
     device = resolve_device(cfg.trainer.device)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)

@@ -106,6 +106,16 @@ class Task:
     score_key: str = ""
     score_mode: str = "max"
 
+    def length_unit(self, cfg: DictConfig) -> tuple:
+        """("steps", "") or ("epochs", the keys that set the length): the one unit of training length."""
+        return "steps", ""
+
+    def check_config(self, cfg: DictConfig) -> None:
+        """Checks of a whole validated config that the schema cannot express."""
+        from .config import check_length
+        self.check_norm(cfg)
+        check_length(cfg, *self.length_unit(cfg))
+
     def check_norm(self, cfg: DictConfig) -> None:
         """Refuse a norm the task does not support, naming the ones it does."""
         if cfg.norm.name not in self.norms:
@@ -133,12 +143,17 @@ class Task:
         return {}
 
 
-TASK_MODULES = {"adv": "tasks.adv.task", "gan": "tasks.gan.task", "nas": "tasks.nas.task",
-                "nst": "tasks.nst.task"}
+TASKS_DIR = Path(__file__).resolve().parents[1]
+
+
+def task_names() -> Tuple[str, ...]:
+    """Tasks are found by convention: every ``tasks/<name>/task.py`` (defining ``TASK``) but the
+    shared ``tasks/common``."""
+    return tuple(sorted(p.parent.name for p in TASKS_DIR.glob("*/task.py") if p.parent.name != "common"))
 
 
 def get_task(name: str) -> Task:
-    """The registered task ``name`` (imported lazily so tasks stay independent)."""
-    if name not in TASK_MODULES:
-        raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(TASK_MODULES)}")
-    return importlib.import_module(TASK_MODULES[name]).TASK
+    """The task ``name`` (``tasks.<name>.task.TASK``, imported lazily so tasks stay independent)."""
+    if name not in task_names():
+        raise ValueError(f"unknown task '{name}'; known tasks: {', '.join(task_names())}")
+    return importlib.import_module(f"tasks.{name}.task").TASK

@@ -149,6 +149,9 @@ class NasTask(Task):
     def _epoch_length(self, state: TaskState) -> int:
         return state.iterators["train"].batches_per_epoch
 
+    def length_unit(self, cfg) -> tuple:
+        return "epochs", "task.stop_epoch epochs of task.epochs-long cosine"
+
     def total_steps(self, ctx: RunContext, state: TaskState) -> int:
         return ctx.cfg.task.stop_epoch * self._epoch_length(state)
 

@@ -55,7 +55,7 @@ def test_paper_protocol_reporting_on_a_small_run(tmp_path, cifar10):
     from tasks.common.runner import train
     from tests.conftest import compose
     cfg = compose("experiment=adv/smoke", "norm=saauxbn", f"paths.run_dir={tmp_path}", "logger.tensorboard=false",
-                  "task.epochs=2", "data.train_subset=80", "task.batch_size=32", "task.drop_last=false",
+                  "task.epochs=2", "trainer.steps=null", "data.train_subset=80", "task.batch_size=32", "task.drop_last=false",
                   "task.eval_each_epoch=true", "task.eval_splits=[val,test]", "task.robust_branches=[clean,adv]",
                   "task.report_epoch=1", "task.split=numpy")
     out = train(cfg)

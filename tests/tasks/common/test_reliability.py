@@ -257,3 +257,13 @@ def test_build_norm_refuses_values_torch_would_take(options, message):
         build_norm("sabn", 8, 2, **options)
     with pytest.raises(ValueError, match="num_features=0"):
         build_norm("bn", 0)
+
+
+def test_training_length_has_one_unit_per_task():
+    with pytest.raises(ConfigError, match="counts its length in epochs.*trainer.steps=10 would be ignored"):
+        compose("experiment=nas/smoke", "trainer.steps=10")
+    with pytest.raises(ConfigError, match="counts its length in epochs"):
+        compose("experiment=adv/cpu", "trainer.steps=10")
+    with pytest.raises(ConfigError, match="task gan counts its length in steps: set trainer.steps"):
+        compose("task=gan", "norm=sabn")
+    assert compose("experiment=adv/smoke").trainer.steps == 4   # task.epochs=0: steps
