@@ -106,6 +106,11 @@ def _speed() -> list:
     return lines + [""]
 
 
+def _floors(summary) -> list:
+    floor = summary["cos_floor"]
+    return floor if isinstance(floor, list) else [floor]
+
+
 def _controlled() -> list:
     """The controlled gradient experiment (scripts/gradient_controlled.py), where it has been run."""
     lines = []
@@ -134,7 +139,7 @@ def _controlled() -> list:
         lines += ["", f"Over all {cv['of']} (layer, seed, checkpoint, batch) cases the SaBN twin's update-norm spread "
                   f"is lower in {cv['sabn_lower_in']} (mean CV {cv['mean_ccbn']:.3f} -> {cv['mean_sabn']:.3f}) and its "
                   f"mean pairwise cosine lower in {cos['sabn_lower_in']} (mean {cos['mean_ccbn']:+.3f} -> "
-                  f"{cos['mean_sabn']:+.3f}; floor {summary['cos_floor']:+.3f}).", "",
+                  f"{cos['mean_sabn']:+.3f}; floors {', '.join(f'{v:+.3f}' for v in _floors(summary))}).", "",
                   f"![controlled {task}](analysis/gradient_controlled_{task}.png)", ""]
         note = ROOT / "results" / "notes" / f"controlled_{task}.md"
         if note.is_file():

@@ -126,7 +126,8 @@ def plot_controlled(task: str) -> None:
             highs = [max(v) - m for m, v in zip(means, values)]
             ax.bar(x + offset, means, 0.34, yerr=[lows, highs], capsize=2, color=color, label=arm.upper())
         if key == "cos":
-            ax.axhline(rows[0]["cos_floor"], color="k", ls="--", lw=1, label="floor -1/(K-1)")
+            floors = [[r["cos_floor"] for r in rows if r["layer"] == layer][0] for layer in layers]
+            ax.scatter(x, floors, marker="_", s=300, color="k", label="floor -1/(K-1)", zorder=3)
             ax.axhline(0, color="gray", lw=0.5)
         ax.set_xticks(x, [layer.replace("blocks.", "b") for layer in layers], rotation=30, fontsize=8)
         ax.set_title(title, fontsize=10)

@@ -89,9 +89,10 @@ class SuperNet(nn.Module):
     def weight_parameters(self) -> List[nn.Parameter]:
         return [p for name, p in self.named_parameters() if name != "alphas"]
 
-    def forward(self, x: Tensor, mode: str = "darts", tau: float = 1.0) -> Tensor:
+    def forward(self, x: Tensor, mode: str = "darts", tau: float = 1.0, sampled: Optional[Tensor] = None) -> Tensor:
         """``mode`` 'darts' (softmax mixture, multinomial samples as conditions) or 'gdas' (hard
-        Gumbel-softmax with temperature ``tau``; the sampled ops are the conditions)."""
+        Gumbel-softmax with temperature ``tau``; the sampled ops are the conditions). ``sampled``
+        (6,) fixes the DARTS conditions of every cell instead of drawing them (for analyses)."""
         out = self.stem(x)
         for layer in self.layers:
             if isinstance(layer, SearchCell):
@@ -101,8 +102,8 @@ class SuperNet(nn.Module):
                     out = layer(out, weights, sampled, hard=True)
                 else:
                     weights = self.alphas.softmax(-1)
-                    sampled = torch.multinomial(weights.detach(), 1).squeeze(1)
-                    out = layer(out, weights, sampled)
+                    picks = torch.multinomial(weights.detach(), 1).squeeze(1) if sampled is None else sampled
+                    out = layer(out, weights, picks)
             else:
                 out = layer(out)
         out = self.lastact(out)
