@@ -153,6 +153,7 @@ def main(argv=None) -> dict:
     args.out = args.out or str(ROOT / "results" / "analysis" / f"gradient_controlled_{args.task}.json")
     one_step = one_step_gan if args.task == "gan" else one_step_nas
     from tasks.common.provenance import provenance
+    prov = provenance("cpu")   # at the start: the code that runs is the code of this commit
     start = time.perf_counter()
     rows = []
     for seed in args.seeds:
@@ -175,7 +176,7 @@ def main(argv=None) -> dict:
     summary = {"cv": paired("cv"), "cos": paired("cos"), "cos_floor": sorted({r["cos_floor"] for r in rows})}
     out = {"what": __doc__.split("\n\n")[0], "settings": {**vars(args), "overrides": OVERRIDES[args.task]},
            "summary": summary, "rows": rows,
-           "provenance": {**provenance("cpu"), "wall_time_s": round(time.perf_counter() - start, 1)}}
+           "provenance": {**prov, "wall_time_s": round(time.perf_counter() - start, 1)}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     print(json.dumps(summary, indent=2))
