@@ -41,16 +41,15 @@ def compose(overrides):
     return store_compose(*overrides)
 
 
-NAS_EPOCH = 50   # search steps per epoch of the nas/cpu preset (3200 + 3200 images at batch 64)
-
-
 def checkpoints(task: str, seed: int, points, run_root: Path):
     """Train (or resume) a CCBN run keeping a snapshot at each requested point (GAN: steps, NAS:
     epochs); return the config and the snapshot paths."""
     from tasks.common.runner import train
     run_dir = run_root / f"seed{seed}"
     if task == "nas":
-        steps = [p * NAS_EPOCH for p in points]
+        _, state, _ = _nas_state(compose(OVERRIDES[task] + [f"trainer.seed={seed}"]), run_dir)
+        epoch = state.iterators["train"].batches_per_epoch
+        steps = [p * epoch for p in points]
         length = [f"task.stop_epoch={max(points)}"]
     else:
         steps, length = list(points), [f"trainer.steps={max(points)}"]
@@ -69,6 +68,16 @@ def _sgd(model, lr: float) -> None:
                 p.sub_(lr * p.grad)
 
 
+def _nas_state(cfg, run_dir: Path):
+    """The NAS task's built state (supernet, search data, iterators) for a composed config."""
+    from tasks.common.distributed import DistInfo
+    from tasks.common.logging import MetricsLogger
+    from tasks.common.task import RunContext, get_task
+    task = get_task("nas")
+    ctx = RunContext(cfg, torch.device("cpu"), DistInfo(), MetricsLogger(run_dir, enabled=False), run_dir)
+    return task, task.build(ctx), ctx
+
+
 def one_step_nas(cfg, path: Path, batch_seed: int, per_class: int, lr: float):
     """The supernet's weight step with every condition equally represented: the gradients of the same
     batch summed over all 125 op combinations on the edges that set the conditions (node 1 <- 0,
@@ -77,12 +86,7 @@ def one_step_nas(cfg, path: Path, batch_seed: int, per_class: int, lr: float):
 
     from sabn.analysis import composed_affines, sandwich_copy, update_spread
     from tasks.common.checkpoint import load_checkpoint
-    from tasks.common.distributed import DistInfo
-    from tasks.common.logging import MetricsLogger
-    from tasks.common.task import RunContext, get_task
-    task = get_task("nas")
-    ctx = RunContext(cfg, torch.device("cpu"), DistInfo(), MetricsLogger(path.parent, enabled=False), path.parent.parent)
-    state = task.build(ctx)
+    task, state, ctx = _nas_state(cfg, path.parent.parent)
     model = state.modules["model"]
     model.load_state_dict(load_checkpoint(path)["modules"]["model"])
     images, labels = next(state.iterators["train"])
