@@ -178,7 +178,10 @@ def main(argv=None) -> dict:
                 "mean_sabn": statistics.mean(r[f"{key}_sabn"] for r in rows),
                 "mean_difference": statistics.mean(diffs), "sabn_lower_in": sum(d < 0 for d in diffs), "of": len(diffs)}
     summary = {"cv": paired("cv"), "cos": paired("cos"), "cos_floor": sorted({r["cos_floor"] for r in rows})}
-    out = {"what": __doc__.split("\n\n")[0], "settings": {**vars(args), "overrides": OVERRIDES[args.task]},
+    settings = {**vars(args), "overrides": OVERRIDES[args.task]}
+    if Path(args.out).resolve().is_relative_to(ROOT):   # no machine paths in result files
+        settings["out"] = str(Path(args.out).resolve().relative_to(ROOT))
+    out = {"what": __doc__.split("\n\n")[0], "settings": settings,
            "summary": summary, "rows": rows,
            "provenance": {**prov, "wall_time_s": round(time.perf_counter() - start, 1)}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,9 @@ DEVIATIONS = {
             "4 epochs on 5632 images of the 45k split (lr x0.1 at epochs 2 and 3, 30 warm-up steps) instead of "
             "200 epochs on 45k (milestones 50/150, 200 warm-up steps)",
             "SA and PGD-10/20 on 1000 test images (a fixed permutation) instead of all 10 000; the last "
-            "checkpoint instead of epoch 190"],
+            "checkpoint instead of epoch 190",
+            "cpu_paired tier: the same network, 4 epochs on 11 264 images, all 10 000 test images, arms paired per "
+            "seed (data order, PGD noise, initial conv/classifier weights); the last checkpoint instead of epoch 190"],
     "nas": ["CIFAR-10 search (a seeded 50/50 split of the mirror's train set, 6400 + 6400 images) instead of "
             "CIFAR-100 / ImageNet16-120; ground truth is CIFAR-10 test (ori-test) of NAS-Bench-201",
             "supernet C=8, one cell per stage (3 cells) instead of C=16, five cells per stage (15 cells)",
