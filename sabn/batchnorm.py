@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import (Condition, conditional_batch_norm, resolve_condition,
+from .functional import (Condition, _empty_affine, conditional_batch_norm, resolve_condition,
                          sample_affine_batch_norm_folded, sample_affine_batch_norm_reference)
 
 
@@ -163,9 +163,9 @@ class ConditionalBatchNorm2d(nn.Module):
         scale, shift = self._affine(k)
         if scale is None:
             return out
-        view = (-1, self.num_features) + (1,) * (x.dim() - 2) if scale.dim() == 2 else \
-            (1, self.num_features) + (1,) * (x.dim() - 2)
-        return out * scale.reshape(view) + shift.reshape(view)
+        if scale.dim() == 1:   # one affine for the batch: as (0, C) per-sample factors
+            scale, shift = scale.expand(0, -1), shift.expand(0, -1)
+        return _empty_affine(out, scale, shift)
 
     def forward(self, x: Tensor, condition: Condition = None) -> Tensor:
         """Normalise ``x`` (N, C, ...) and apply the affine chosen by ``condition`` (int or [N])."""

@@ -9,7 +9,7 @@ the official code uses; the tests compare the two.
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,78 +17,7 @@ from torch import Tensor
 
 from .cpu_kernels import cpu_kernel
 
-Condition = Union[int, Tensor, None]
-
-_CHECK_VALUES = True
-
-
-def set_condition_value_checks(enabled: bool) -> None:
-    """Turn the range check of condition *values* on or off (shape and dtype are always checked).
-
-    The value check reads the condition on the host, which synchronises a GPU once per layer call.
-    Switch it off only once a run is known to feed valid labels; under ``torch.compile`` it is
-    skipped anyway so that the graph does not break.
-    """
-    global _CHECK_VALUES
-    _CHECK_VALUES = bool(enabled)
-
-
-def _is_compiling() -> bool:
-    return torch.compiler.is_compiling()
-
-
-def resolve_condition(
-    layer: str, condition: Condition, num_conditions: int, batch_size: int, per_sample: bool
-) -> Union[int, Tensor]:
-    """Validate ``condition`` and return an ``int`` (whole batch) or a LongTensor of shape [N].
-
-    Accepts a Python int, a 0-d or 1-element integer tensor (one condition for the whole batch) or
-    an integer tensor of shape [N] (one per sample; only where ``per_sample`` is true, otherwise it
-    must hold one repeated value). Anything else raises a ``ValueError`` naming the layer and K.
-    """
-    k = num_conditions
-    if condition is None:
-        if k == 1:
-            return 0
-        raise ValueError(f"{layer}: needs a condition in [0, {k}) but got None; pass it as layer(x, condition)")
-    if isinstance(condition, bool) or not isinstance(condition, (int, Tensor)):
-        raise ValueError(
-            f"{layer}: condition must be an int or an integer tensor, got {type(condition).__name__}"
-        )
-    if isinstance(condition, int):
-        if not 0 <= condition < k:
-            raise ValueError(f"{layer}: condition {condition} is outside [0, {k}) (K={k})")
-        return condition
-    if condition.dtype.is_floating_point or condition.dtype.is_complex or condition.dtype == torch.bool:
-        raise ValueError(
-            f"{layer}: condition must be an integer tensor (torch.long), got dtype {condition.dtype}; "
-            "class labels are usually converted with .long()"
-        )
-    if condition.dim() > 1 or (condition.dim() == 1 and condition.numel() not in (1, batch_size)):
-        raise ValueError(
-            f"{layer}: condition has shape {tuple(condition.shape)}; expected a scalar, shape [1] or "
-            f"shape [N] with N = batch size {batch_size} (K={k})"
-        )
-    compiling = _is_compiling()
-    if _CHECK_VALUES and not compiling and condition.numel() > 0 and condition.device.type != "meta":
-        lo, hi = (int(v) for v in torch.aminmax(condition))
-        if lo < 0 or hi >= k:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{layer}: condition value {bad} is outside [0, {k}) (K={k})")
-    if condition.dim() == 0 or condition.numel() == 1:
-        symbolic = compiling or condition.device.type == "meta"
-        return condition.reshape(()) if symbolic else int(condition.reshape(()))
-    if not per_sample:
-        if compiling:
-            return condition[0]
-        if bool((condition != condition[0]).any()):
-            raise ValueError(
-                f"{layer}: keeps separate statistics per condition, so the whole batch needs one "
-                f"condition, but got several values in {condition.tolist()[:8]}... (K={k}); "
-                "split the batch by condition and call the layer once per part"
-            )
-        return int(condition[0])
-    return condition.long()
+from .conditions import Condition, resolve_condition, set_condition_value_checks  # noqa: F401 (re-exported)
 
 
 def _stats_dtype(x: Tensor) -> torch.dtype:
@@ -130,7 +59,7 @@ def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats
         mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
     invstd = torch.rsqrt(var + eps)
     ctx.use_batch_stats = use_batch_stats
-    kernels = _triton(_as_4d(x))
+    kernels = _triton(x4)
     if kernels is not None:   # one read of x, one write of y, in x's own dtype and layout
         s = scale.to(mean.dtype) * invstd
         y = kernels.affine(_as_4d(x), s, torch.addcmul(shift.to(mean.dtype), s, mean, value=-1), out_dtype=x.dtype)
@@ -165,18 +94,19 @@ def _grads_from_sums(use_batch_stats, g, x4, scale, mean, invstd, sg, sgx):
 
 def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
     """Shared backward: (grad_x, grad_scale, grad_shift) from per-(sample, channel) reductions."""
-    x4 = _as_4d(x).to(_stats_dtype(x))
+    x4 = _as_4d(x)
     n, c = x4.shape[:2]
     channels_last = x4.dim() == 4 and not x4.is_contiguous() and x4.is_contiguous(memory_format=torch.channels_last)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    kernels = _triton(_as_4d(x))
-    if kernels is not None:   # one read of g and x for both sums, one pass for grad_x
-        xt, gt = _as_4d(x).contiguous(memory_format=fmt), _as_4d(grad_out).contiguous(memory_format=fmt)
+    kernels = _triton(x4)
+    if kernels is not None:   # one read of g and x (in their own dtype) for both sums, one pass for grad_x
+        xt, gt = x4.contiguous(memory_format=fmt), _as_4d(grad_out).contiguous(memory_format=fmt)
         sg, sgx = kernels.nc_sums(gt, xt)
         a, b, d, grad_scale = _grad_coefficients(use_batch_stats, xt.numel() // c, scale, mean, invstd, sg, sgx)
         if b is None:
             b = d = torch.zeros_like(mean)
         return kernels.grad_input(gt, xt, a, b, d, out_dtype=x.dtype).reshape(x.shape), grad_scale, sg
+    x4 = x4.to(_stats_dtype(x))
     g = _as_4d(grad_out).to(x4.dtype).contiguous(memory_format=fmt)
     x4 = x4.contiguous(memory_format=fmt)
     kernel = cpu_kernel(x4)

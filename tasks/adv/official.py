@@ -61,7 +61,7 @@ def convert_model(official: StateDict, target: StateDict, blocks=(2, 2, 2, 2)) -
         if f"normal.{name}" in official and not torch.allclose(official[f"normal.{name}"].flatten(), target[name].flatten()):
             raise ConversionError(f"the official input normalisation {name} differs from ours")
         out[name] = target[name].clone()
-    check_complete(out, target, official, official)
+    check_complete(out, target)
     return out
 
 

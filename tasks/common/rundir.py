@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .cache import atomic_write
 from .provenance import REPO_ROOT
 
 
@@ -121,6 +122,5 @@ def trim_logs(run_dir: Path, start: int, names=("metrics", "analysis")) -> None:
             path.rename(Path(run_dir) / f"{name}.before-{int(time.time())}.jsonl")
             continue
         rows = [row for row in read_jsonl(path) if row.get("step", 0) <= start]
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(row, default=float) + "\n" for row in rows))
-        tmp.replace(path)
+        text = "".join(json.dumps(row, default=float) + "\n" for row in rows)
+        atomic_write(path, lambda handle: handle.write(text.encode()))

@@ -45,7 +45,7 @@ def convert_generator(official: StateDict, target: StateDict) -> StateDict:
             out[f"{match['norm']}.{match['name']}"] = value.clone()
         else:
             out[key] = value.clone()
-    check_complete(out, target, official, official)
+    check_complete(out, target)
     return out
 
 
@@ -57,7 +57,7 @@ def convert_discriminator(official: StateDict, target: StateDict) -> StateDict:
         key = re.sub(r"^l7\.", "l5.", key)
         stem, _, leaf = key.rpartition(".")
         out[f"{stem}.{_SN[leaf]}" if leaf in _SN else key] = value.clone()
-    check_complete(out, target, official, official)
+    check_complete(out, target)
     return out
 
 
