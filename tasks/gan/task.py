@@ -27,6 +27,7 @@ NORMS = ("bn", "ccbn", "sabn")
 
 @dataclass
 class FIDConfig:
+    enabled: bool = True    # false: evaluations only save the sample sheet (throughput runs, machines without the weights)
     num_samples: int = checked(50000, ge=2)  # generated images per evaluation (paper: 50k)
     batch_size: int = checked(100, ge=1)
     reference_split: str = checked("train", choices=("train", "test"))  # CIFAR-10 train statistics, as the paper
@@ -199,6 +200,8 @@ class GanTask(Task):
         t, f = ctx.cfg.task, ctx.cfg.task.fid
         g = self._eval_generator(state, ctx)
         self._save_sheet(state, ctx, g, step)
+        if not f.enabled:
+            return {}
         net = self._inception(state, ctx)
         gen = torch.Generator(device=ctx.device).manual_seed(2024)
 

@@ -50,14 +50,16 @@ class Encoder(nn.Module):
 
     def __init__(self, state_dict: Dict[str, Tensor], source: str) -> None:
         super().__init__()
-        full = vgg_layers()
+        # Only the layers up to relu4_1 are used (pytorch-AdaIN truncates the same way), so a file holding
+        # just those loads as well as the full 53-layer one.
+        full = vgg_layers()[:TAPS[-1]]
         expected = full.state_dict()
         bad = [k for k in expected if k not in state_dict or state_dict[k].shape != expected[k].shape]
         if bad:
             raise ValueError(f"encoder weights ({source}) do not have the layout of AdaIN's vgg_normalised.pth: "
                              f"{len(bad)} tensors missing or misshapen, first {bad[0]} (expected "
                              f"{tuple(expected[bad[0]].shape)}); keys look like '0.weight', '2.weight', ...")
-        full.load_state_dict({k: state_dict[k] for k in expected})
+        full.load_state_dict({k: state_dict[k].float() for k in expected})
         starts = (0,) + TAPS[:-1]
         self.slices = nn.ModuleList(full[a:b] for a, b in zip(starts, TAPS))
         self.source = source

@@ -99,3 +99,18 @@ def test_balanced_generator_labels():
     for n in (64, 128, 7):
         counts = torch.bincount(TASK._noise(ctx, n)[1], minlength=10)
         assert counts.sum() == n and counts.max() - counts.min() <= 1
+
+
+def test_fid_disabled_trains_and_saves_sheets_without_building_inception(tmp_path, monkeypatch):
+    from tests.conftest import compose
+    from tasks.common.runner import train
+    from tasks.gan import task as gan_task
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the Inception network must not be built when task.fid.enabled=false")
+    monkeypatch.setattr(gan_task, "resolve_weights", refuse)
+    cfg = compose("experiment=gan/smoke", "task.fid.enabled=false", "trainer.steps=2", f"paths.run_dir={tmp_path}",
+                  "logger.tensorboard=false", "results.write=false", "data.train_subset=64")
+    out = train(cfg)
+    assert out["status"] == "completed" and "fid" not in out["metrics"]
+    assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == ["step0000002.png"]

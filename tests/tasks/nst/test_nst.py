@@ -48,6 +48,19 @@ def test_encoder_file_with_wrong_layout_is_refused():
         Encoder(sd, "test")
 
 
+def test_encoder_file_truncated_at_relu4_1_gives_the_same_features():
+    torch.manual_seed(0)
+    full = vgg_layers().state_dict()
+    kept = {k: v.half() for k, v in full.items() if int(k.split(".")[0]) < 31}   # what pytorch-AdaIN keeps, fp16
+    assert len(kept) < len(full)
+    x = torch.rand(1, 3, 32, 32)
+    a, b = Encoder(full, "full")(x), Encoder(kept, "truncated")(x)
+    ref = Encoder({k: v.half().float() for k, v in full.items()}, "rounded")(x)
+    assert all(torch.equal(u, v) for u, v in zip(b, ref)), "a truncated file loads the same layers"
+    assert all(v.dtype == torch.float32 for v in b)
+    assert len(a) == len(b) == 4
+
+
 def test_images_grayscale_converted_tiny_and_unreadable_rejected(tmp_path):
     Image.fromarray(np.full((40, 40), 128, np.uint8), "L").save(tmp_path / "gray.png")
     assert read_image(tmp_path / "gray.png").mode == "RGB"
