@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check (< 8 min on one GPU), most important first: the library tests on CUDA (the
+# One prepared GPU check (< 8 min on one GPU), most important first: the Triton tests on CUDA (the
 # Triton kernels compiled for the GPU against the reference), the layer benchmark (Triton default vs
 # the ATen composition vs compiled, ratios to nn.BatchNorm2d), every task's smoke preset on CUDA with
 # AMP and channels_last, a compiled run, the DDP path when several GPUs are present, a 100-step GAN run
@@ -36,7 +36,7 @@ smoke() {  # task, name, overrides...
   step "$name" "$PY" train.py experiment="$task"/smoke trainer.device=cuda paths.run_dir="$out/runs/$name" \
        trainer.resume=false logger.tensorboard=false "$@"
 }
-step pytest_sabn_cuda "$PY" -m pytest -q -p no:cacheprovider tests/sabn
+step pytest_triton_cuda "$PY" -m pytest -q -p no:cacheprovider tests/sabn/test_triton.py
 step bench_norms "$PY" scripts/bench_norms.py --device cuda --quick --out "$out/gpu_norms.json"
 smoke adv smoke_adv_amp_cl trainer.amp=true trainer.channels_last=true
 smoke nas smoke_nas_amp_cl trainer.amp=true trainer.channels_last=true
