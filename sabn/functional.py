@@ -116,10 +116,11 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
         return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
     if not channels_last:
         # Per-(sample, channel) sums in one pass: BN's own backward reduction on the
-        # (1, N*C, H, W) view, with mean 0 and invstd 1, gives sum(g * x) and sum(g).
+        # (1, N*C, H, W) view, with mean 0 and invstd 1, gives sum(g * x) and sum(g). The weight is
+        # passed (ones) although unused: CUDA's kernel reads its device and fails on an undefined one.
         zero, one = x4.new_zeros(n * c), x4.new_ones(n * c)
         _, sgx, sg = torch.ops.aten.native_batch_norm_backward(
-            g.view(1, n * c, *g.shape[2:]), x4.view(1, n * c, *x4.shape[2:]), None, None, None,
+            g.view(1, n * c, *g.shape[2:]), x4.view(1, n * c, *x4.shape[2:]), one, None, None,
             zero, one, True, 0.0, [False, True, True])
         sgx, sg = sgx.view(n, c), sg.view(n, c)
     else:

@@ -107,7 +107,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=list(DEFAULT_NORM))
     p.add_argument("--all", action="store_true")
-    p.add_argument("--scale", default=None, help="preset name; default: cpu and the task's paper preset")
+    p.add_argument("--scale", default=None, help="preset name, or paper for each task's paper preset; default: cpu and paper")
     p.add_argument("--norm", default=None)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -121,7 +121,9 @@ def main(argv=None):
         args.steps, args.warmup = 3, 1
     tasks = list(DEFAULT_NORM) if args.all or not args.task else [args.task]
     for name in tasks:
-        scales = [args.scale] if args.scale else ["cpu", PAPER_SCALE[name]]
+        # "paper" means each task's paper preset (nas: paper_cifar100, gan: paper_sngan)
+        scales = ([PAPER_SCALE[name] if args.scale == "paper" else args.scale] if args.scale
+                  else ["cpu", PAPER_SCALE[name]])
         rows = []
         for scale in scales:
             for path in args.paths.split(","):
@@ -135,9 +137,9 @@ def main(argv=None):
         out = ROOT / "results" / "bench" / f"step_{name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         command = " ".join(["scripts/bench_step.py", *sys.argv[1:]])
-        prov = provenance()
+        prov, hw = provenance(), hardware()
         for row in rows:   # rows of several invocations are merged below: each keeps its own origin
-            row.update(command=command, commit=prov["commit"], dirty=prov["dirty"])
+            row.update(command=command, commit=prov["commit"], dirty=prov["dirty"], hardware=hw)
         key = lambda r: (r["scale"], r["norm"], r["norm_path"], r["channels_last"], r["compile"], r["device"])  # noqa: E731
         kept = json.loads(out.read_text())["rows"] if out.is_file() else []
         fresh = {key(r) for r in rows}

@@ -12,6 +12,7 @@
 #                   weights are not on the machine
 #   NST_ARGS        extra overrides for the style-transfer run, e.g. task.encoder_path=models/vgg_normalised.pth
 #   STEP_TIMEOUT    seconds any one step may take (default 240); BUDGET: seconds for the whole check (450)
+#   SKIP            step names to leave out (e.g. the smoke runs when only the benchmarks are wanted)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -24,19 +25,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >>
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" >> "$summary" 2>&1
 step() {
   local name=$1; shift
+  case " ${SKIP:-} " in *" $name "*) echo "$name: skipped (SKIP)" | tee -a "$summary"; return;; esac
   local left=$(( budget - ($(date +%s) - start) ))
   if [ "$left" -lt 20 ]; then echo "$name: skipped (budget spent)" | tee -a "$summary"; return; fi
   local limit=${STEP_TIMEOUT:-240}; [ "$left" -lt "$limit" ] && limit=$left
   local t0=$(date +%s) r
   if timeout "$limit" "$@" > "$out/logs/$name.log" 2>&1; then r=ok; else r="FAILED (rc $?)"; fi
   echo "$name: $r ($(( $(date +%s) - t0 )) s)" | tee -a "$summary"
+  [ "$r" = ok ] || { echo "--- last lines of $name.log"; tail -n 15 "$out/logs/$name.log"; }
 }
 smoke() {  # task, name, overrides...
   local task=$1 name=$2; shift 2
   step "$name" "$PY" train.py experiment="$task"/smoke trainer.device=cuda paths.run_dir="$out/runs/$name" \
        trainer.resume=false logger.tensorboard=false "$@"
 }
-step pytest_triton_cuda "$PY" -m pytest -q -p no:cacheprovider tests/sabn/test_triton.py
+step pytest_triton_cuda "$PY" -m pytest -q -p no:cacheprovider tests/sabn/test_triton.py -k cuda
 step bench_norms "$PY" scripts/bench_norms.py --device cuda --quick --out "$out/gpu_norms.json"
 smoke adv smoke_adv_amp_cl trainer.amp=true trainer.channels_last=true
 smoke nas smoke_nas_amp_cl trainer.amp=true trainer.channels_last=true
@@ -54,5 +57,5 @@ step bench_step "$PY" scripts/bench_step.py --all --quick --scale paper trainer.
      trainer.channels_last=true
 cp results/bench/step_*.json "$out/" 2>/dev/null
 echo "total: $(( $(date +%s) - start )) s" | tee -a "$summary"
-tar czf "$out/logs.tgz" -C "$out" logs runs 2>/dev/null
+tar czf "$out/logs.tgz" -C "$out" logs 2>/dev/null   # the runs' checkpoints stay behind (too large)
 rm -rf "$out/logs" "$out/runs"
