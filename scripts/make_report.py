@@ -71,9 +71,9 @@ def _analysis_summary(task: str, runs) -> list:
             "| scale | norm | norm spread (CV) | mean pairwise cosine | records |", "|---|---|---|---|---|", *rows]
 
 
-def _speed() -> list:
-    """Summary of results/bench/norms.json: ratio to nn.BatchNorm2d per layout and path."""
-    path = ROOT / "results" / "bench" / "norms.json"
+def _speed(name: str = "norms.json", title: str = "Layer speed: SaBN / CCBN against `nn.BatchNorm2d`") -> list:
+    """Summary of a layer benchmark file (results/bench/norms.json, gpu_norms.json): ratio to BN per layout and path."""
+    path = ROOT / "results" / "bench" / name
     if not path.is_file():
         return []
     bench = json.loads(path.read_text())
@@ -85,16 +85,19 @@ def _speed() -> list:
             variant, path_kind = key.split("_", 1)
             groups.setdefault((path_kind, row["format"]), []).append((ratio, variant, row))
     kernels = bench.get("cpu_kernel", {}).get("timed", False)
-    labels = {"fused": "fused, default path" + (" (C++ CPU kernels, built by `make install`)" if kernels else ""),
+    gpu = bench["hardware"].get("gpu")
+    labels = {"fused": "fused, default path" + (" (Triton kernels)" if gpu else
+                                                " (C++ CPU kernels, built by `make install`)" if kernels else ""),
               "python": "fused, Python path (no compiler, or `SABN_CPU_KERNELS=0`)",
               "reference": "reference composition (BN, then gather and affine)", "compiled": "`torch.compile` (vs compiled BN)",
               "aten": "fused, ATen composition instead of the Triton kernels (CUDA)"}
     hw, prov = bench["hardware"], bench["provenance"]
-    lines = ["## Layer speed: SaBN / CCBN against `nn.BatchNorm2d`", "",
-             f"Forward + backward, interleaved medians (`python scripts/{prov['command']}`, commit {prov['commit'][:10]}, "
-             f"{hw['cpu']}, {hw['threads']} threads, torch {hw['torch']}; "
+    where = f"{gpu}, CUDA {hw.get('cuda')}" if gpu else f"{hw['cpu']}, {hw['threads']} threads"
+    lines = [f"## {title}", "",
+             f"Forward + backward, interleaved medians (`python scripts/{prov['command'].removeprefix('scripts/')}`, "
+             f"commit {prov['commit'][:10]}, {where}, torch {hw['torch']}; "
              f"{'quick grid' if bench['quick'] else 'full grid'}: {len(bench['rows'])} rows of N, C, H, K and layout; "
-             "every row in `bench/norms.json`). Targets: eager <= 1.5x, compiled <= 1.1x.", "",
+             f"every row in `bench/{name}`). Targets: eager <= 1.5x, compiled <= 1.1x.", "",
              "| path | layout | ratio to BN: median | max | worst shape (N, C, H, K) |", "|---|---|---|---|---|"]
     for path_kind in ("fused", "python", "aten", "compiled", "reference"):
         for fmt in ("NCHW", "channels_last"):
@@ -105,6 +108,32 @@ def _speed() -> list:
             r = worst[2]
             lines.append(f"| {labels[path_kind]} | {fmt} | {statistics.median(i[0] for i in items):.2f} | {worst[0]:.2f} | "
                          f"{worst[1]} ({r['N']}, {r['C']}, {r['H']}, {r['K']}) |")
+    return lines + [""]
+
+
+def _gpu_steps() -> list:
+    """The CUDA rows of results/bench/step_*.json: one training step, fused vs reference norm path."""
+    rows = []
+    for task in TASKS:
+        path = ROOT / "results" / "bench" / f"step_{task}.json"
+        if path.is_file():
+            rows += [r for r in json.loads(path.read_text())["rows"] if r.get("device") == "cuda"]
+    if not rows:
+        return []
+    by = {}
+    for r in rows:
+        by.setdefault((r["task"], r["scale"], r["norm"], r["channels_last"], r["compile"]), {})[r["norm_path"]] = r
+    first = rows[0]
+    lines = ["## Training step on the GPU", "",
+             f"One training step of the paper-size models (`scripts/bench_step.py --all --quick --scale paper "
+             f"trainer.device=cuda trainer.amp=true trainer.channels_last=true`, commit {first['commit'][:10]}, "
+             f"{first.get('hardware', {}).get('gpu', 'GPU')}): median of 3 steps after 1 warm-up.", "",
+             "| task | preset | norm | fused (default) s | reference s | fused speed-up | peak GiB |", "|---|---|---|---|---|---|---|"]
+    for (task, scale, norm, _cl, _comp), paths in sorted(by.items()):
+        f, r = paths.get("fused"), paths.get("reference")
+        ratio = f"{r['median_s'] / f['median_s']:.2f}x" if f and r else "-"
+        lines.append(f"| {task} | {scale} | {norm} | {f['median_s'] if f else '-'} | {r['median_s'] if r else '-'} | "
+                     f"{ratio} | {(f or r)['peak_bytes'] / 2**30:.2f} |")
     return lines + [""]
 
 
@@ -176,6 +205,8 @@ def report() -> str:
     if controlled:
         lines += ["## Gradient balance and diversity, controlled", "", *controlled]
     lines += _speed()
+    lines += _speed("gpu_norms.json", "Layer speed on the GPU")
+    lines += _gpu_steps()
     return "\n".join(lines).rstrip() + "\n"
 
 
