@@ -13,23 +13,25 @@ from . import batchnorm, instancenorm
 
 @dataclass(frozen=True)
 class NormSpec:
-    """A registered norm: its class, the defaults that define the variant, and a one-line summary."""
+    """A registered norm: its class, the defaults that define the variant, a one-line summary, whether
+    it takes a condition and whether it has the shared sandwich affine (reports pair those arms)."""
 
     cls: Callable[..., nn.Module]
     defaults: Dict[str, Any] = field(default_factory=dict)
     summary: str = ""
     conditional: bool = True
+    sandwich: bool = False
 
 
 _REGISTRY: Dict[str, NormSpec] = {}
 
 
 def register_norm(name: str, cls: Callable[..., nn.Module], *, summary: str = "",
-                  conditional: bool = True, **defaults: Any) -> None:
+                  conditional: bool = True, sandwich: bool = False, **defaults: Any) -> None:
     """Register ``cls`` under ``name``; ``defaults`` are options a user can still override."""
     if name in _REGISTRY:
         raise ValueError(f"norm '{name}' is already registered ({_REGISTRY[name].cls.__name__})")
-    _REGISTRY[name] = NormSpec(cls, dict(defaults), summary, conditional)
+    _REGISTRY[name] = NormSpec(cls, dict(defaults), summary, conditional, sandwich)
 
 
 def list_norms() -> List[str]:
@@ -104,14 +106,14 @@ register_norm("bn", batchnorm.BatchNorm2d, conditional=False,
               summary="nn.BatchNorm2d (the condition is ignored)")
 register_norm("ccbn", batchnorm.CategoricalConditionalBatchNorm2d,
               summary="non-affine BN + one of K affines per sample")
-register_norm("sabn", batchnorm.SandwichBatchNorm2d,
+register_norm("sabn", batchnorm.SandwichBatchNorm2d, sandwich=True,
               summary="BN + shared sandwich affine + one of K affines per sample")
-register_norm("split_sabn", batchnorm.SplitSandwichBatchNorm2d, track_running_stats=False,
+register_norm("split_sabn", batchnorm.SplitSandwichBatchNorm2d, sandwich=True, track_running_stats=False,
               summary="SaBN with statistics split by condition (NAS); one condition per batch")
 register_norm("auxbn", batchnorm.AuxBatchNorm2d, gamma_init_std=0.0,
               summary="one affine BN per branch (dual BN); PyTorch's (1, 0) init")
-register_norm("saauxbn", batchnorm.SandwichAuxBatchNorm2d,
+register_norm("saauxbn", batchnorm.SandwichAuxBatchNorm2d, sandwich=True,
               summary="one non-affine BN per branch + shared affine + per-branch affine")
 register_norm("adain", instancenorm.AdaIN, summary="adaptive instance norm (no parameters)")
-register_norm("saadain", instancenorm.SandwichAdaIN,
+register_norm("saadain", instancenorm.SandwichAdaIN, sandwich=True,
               summary="AdaIN with a shared learnable affine, initialised to exactly (1, 0)")

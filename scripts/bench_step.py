@@ -32,16 +32,8 @@ import sabn  # noqa: E402
 from tasks.common.distributed import DistInfo  # noqa: E402
 from tasks.common.logging import MetricsLogger  # noqa: E402
 from tasks.common.provenance import hardware, provenance  # noqa: E402
-from tasks.common.task import RunContext, get_task  # noqa: E402
-
-DEFAULT_NORM = {"adv": "saauxbn", "nas": "sabn", "gan": "sabn", "nst": "saadain"}
-PAPER_SCALE = {"adv": "paper", "nas": "paper_cifar100", "gan": "paper_sngan", "nst": "paper"}
-# The paper presets point at data this machine may lack; the step itself only needs tensors of the
-# right shape, so the benchmark keeps the paper's model and batch but loads CIFAR-10 / the mirror.
-PAPER_DATA = {"nas": ["data=cifar10", "task.benchmark.dataset=cifar10"],
-              "nst": ["task.content_dirs=[style_transfer/content]", "task.style_dirs=[style_transfer/style]",
-                      "task.val_content_dirs=[]", "task.val_style_dirs=[]"]}
-
+from tasks.common.report_spec import task_report  # noqa: E402
+from tasks.common.task import RunContext, get_task, task_names  # noqa: E402
 
 def compose(task: str, scale: str, norm: str, overrides):
     from tasks.common.store import compose as store_compose
@@ -51,7 +43,9 @@ def compose(task: str, scale: str, norm: str, overrides):
 def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup: int, extra,
           profile: Optional[Path] = None) -> dict:
     task = get_task(task_name)
-    overrides = list(extra) + (PAPER_DATA.get(task_name, []) if scale.startswith("paper") else [])
+    # The paper presets may point at data this machine lacks; the step only needs tensors of the right
+    # shape, so the benchmark keeps the paper's model and batch and the task says what to load instead.
+    overrides = list(extra) + (list(task_report(task_name).bench_paper_overrides) if scale.startswith("paper") else [])
     if norm not in ("bn", "adain", "saadain"):
         overrides.append(f"+norm.options.fused={str(fused).lower()}")
     cfg = compose(task_name, scale, norm, overrides)
@@ -105,7 +99,7 @@ def _profiler(path: Optional[Path], device: torch.device):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", choices=list(DEFAULT_NORM))
+    p.add_argument("--task", choices=task_names())
     p.add_argument("--all", action="store_true")
     p.add_argument("--scale", default=None, help="preset name, or paper for each task's paper preset; default: cpu and paper")
     p.add_argument("--norm", default=None)
@@ -119,15 +113,15 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.warmup = 3, 1
-    tasks = list(DEFAULT_NORM) if args.all or not args.task else [args.task]
+    tasks = list(task_names()) if args.all or not args.task else [args.task]
     for name in tasks:
         # "paper" means each task's paper preset (nas: paper_cifar100, gan: paper_sngan)
-        scales = ([PAPER_SCALE[name] if args.scale == "paper" else args.scale] if args.scale
-                  else ["cpu", PAPER_SCALE[name]])
+        paper = task_report(name).paper_scale
+        scales = [paper if args.scale == "paper" else args.scale] if args.scale else ["cpu", paper]
         rows = []
         for scale in scales:
             for path in args.paths.split(","):
-                norm = args.norm or DEFAULT_NORM[name]
+                norm = args.norm or task_report(name).bench_norm
                 if path == "reference" and norm in ("bn", "adain", "saadain"):
                     continue  # no separate reference path for these
                 prof = ROOT / "results" / "bench" / f"profile_{name}_{scale}_{path}.txt" if args.profile else None

@@ -13,58 +13,13 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-# The paper's Table (README of the official repository), adversarial training, PreAct-ResNet-18.
-PAPER = {
-    "adv": {
-        ("test/clean/clean", "bn"): 84.84, ("test/clean/clean", "auxbn"): 94.47, ("test/clean/clean", "saauxbn"): 94.62,
-        ("test/adv/clean", "bn"): 84.84, ("test/adv/clean", "auxbn"): 83.42, ("test/adv/clean", "saauxbn"): 84.08,
-        ("test/adv/pgd10", "bn"): 41.57, ("test/adv/pgd10", "auxbn"): 43.05, ("test/adv/pgd10", "saauxbn"): 44.93,
-        ("test/adv/pgd20", "bn"): 40.02, ("test/adv/pgd20", "auxbn"): 41.60, ("test/adv/pgd20", "saauxbn"): 43.14,
-    },
-    "nas": {  # DARTS (first order) on CIFAR-100 / ImageNet16-120 top-1; no CIFAR-10 column in the paper
-        ("gt_test", "bn"): "44.05 ± 7.47 (C100) / 36.47 ± 7.06 (IN16)",
-        ("gt_test", "sabn"): "71.56 ± 1.39 (C100) / 45.85 ± 0.72 (IN16)",
-    },
-    "gan": {  # CIFAR-10, 50k samples: SNGAN (G 256 / D 128) / AutoGAN / BigGAN
-        ("fid", "ccbn"): "10.18 (SNGAN) / 10.51 (AutoGAN) / 8.57 (BigGAN)",
-        ("fid", "sabn"): "8.97 (SNGAN) / 9.11 (AutoGAN) / 8.03 (BigGAN)",
-        ("is", "ccbn"): "8.76 / 8.43 / 8.91", ("is", "sabn"): "8.89 / 8.72 / 9.01",
-    },
-    "nst": {  # read off the paper's log-scale plots at 160k iterations (+-15 %)
-        ("val/content", "adain"): "~1.35-1.4", ("val/content", "saadain"): "~1.2",
-        ("val/style", "adain"): "~4.1-4.2", ("val/style", "saadain"): "~3.9",
-    },
-}
-ROWS = {
-    "nas": [("gt_test", "ground-truth test accuracy of the final genotype (%)"),
-            ("gt_valid", "ground-truth CIFAR-10 valid accuracy (%)"),
-            ("params_free_ops", "parameter-free ops in the final cell (of 6)")],
-    "gan": [("fid", "FID (lower is better)"), ("kid", "KID (lower is better)"),
-            ("is", "Inception Score (higher is better)")],
-    "nst": [("val/content", "validation content loss (x1)"), ("val/style", "validation style loss (x10)"),
-            ("val/total", "validation total loss")],
-    "adv": [("test/clean/clean", "clean branch, clean accuracy (SA)"),
-            ("test/adv/clean", "adv branch, clean accuracy (SA)"),
-            ("test/adv/pgd10", "adv branch, PGD-10 accuracy (RA)"),
-            ("test/adv/pgd20", "adv branch, PGD-20 accuracy (RA)")],
-}
-PAPER_NOTE = {
-    "adv": "the official repository's README (PreAct-ResNet-18, 200 epochs, full test set).",
-    "nas": "the official README (DARTS searched and evaluated on CIFAR-100 / ImageNet16-120, 35 epochs).",
-    "gan": "the official README (CIFAR-10, 50k samples, TF-Inception IS, FID vs train statistics).",
-    "nst": "values read off the official repository's validation-loss plots (COCO/WikiArt, 256 px).",
-}
-NORM_ORDER = ["bn", "ccbn", "auxbn", "sabn", "split_sabn", "saauxbn", "adain", "saadain"]
-SANDWICH = ("sabn", "split_sabn", "saauxbn", "saadain")   # the paper's arms; paired against every other arm
-# Which direction is better, per row (None: no direction, no test).
-BETTER = {"test/clean/clean": "max", "test/adv/clean": "max", "test/adv/pgd10": "max", "test/adv/pgd20": "max",
-          "gt_test": "max", "gt_valid": "max", "params_free_ops": None, "fid": "min", "kid": "min", "is": "max",
-          "val/content": "min", "val/style": "min", "val/total": "min"}
-# Pre-registered criteria (also in the preset's header): (task, scale) -> (metric, baseline, variant, alpha).
-CRITERIA = {
-    ("adv", "cpu_paired"): ("test/adv/pgd20", "auxbn", "saauxbn", 0.05),
-}
+from sabn.registry import get_norm_spec, list_norms  # noqa: E402
+from tasks.common.report_spec import task_report  # noqa: E402
+
+NORM_ORDER = list_norms()   # registration order: a baseline before its sandwich variant
+SANDWICH = tuple(n for n in NORM_ORDER if get_norm_spec(n).sandwich)   # the paper's arms, paired against the others
 
 
 def _fmt(values):
@@ -89,7 +44,9 @@ def table(task: str, scale: str, runs) -> str:
     head = "| metric | " + " | ".join(f"ours: {n}" for n in norms) + " | " + \
         " | ".join(f"paper: {n}" for n in norms) + " |"
     lines = [head, "|" + "---|" * (1 + 2 * len(norms))]
-    for key, label in ROWS[task]:
+    spec = task_report(task)
+    for row in spec.rows:
+        key, label = row.key, row.label
         ours = []
         for n in norms:
             vals = [r["metrics"][key] for r in runs[(scale, n)]
@@ -97,7 +54,7 @@ def table(task: str, scale: str, runs) -> str:
             if task == "adv" and n == "bn" and key == "test/clean/clean":  # one BN: both branches are the same network
                 vals = [r["metrics"]["test/adv/clean"] for r in runs[(scale, n)]]
             ours.append(_fmt(vals))
-        paper = [f"{PAPER[task].get((key, n), 'n/a')}" for n in norms]
+        paper = [f"{spec.paper.get((key, n), 'n/a')}" for n in norms]
         lines.append(f"| {label} | " + " | ".join(ours) + " | " + " | ".join(paper) + " |")
     sample = runs[(scale, norms[0])][0]
     seeds = sorted({r["seed"] for n in norms for r in runs[(scale, n)]})
@@ -108,9 +65,9 @@ def table(task: str, scale: str, runs) -> str:
         f"{sample['provenance']['hardware']['cpu']} ({sample['provenance']['hardware']['threads']} threads).",
         f"Protocol: `{json.dumps(sample['protocol'], sort_keys=True)}`.",
         f"Command: `{sample['provenance']['command']}` (one per norm and seed).",
-        f"Paper columns: {PAPER_NOTE[task]} They are targets for the paper-scale presets, not for this scale.",
+        f"Paper columns: {spec.paper_note} They are targets for the paper-scale presets, not for this scale.",
     ]
-    return "\n".join(lines + meta) + "\n" + paired_table(task, scale, runs)
+    return "\n".join(lines + meta) + "\n" + paired_table(task, scale, runs) + gap_table(task, scale, runs)
 
 
 def _value(run, key):
@@ -130,7 +87,7 @@ def paired(task: str, scale: str, runs, key: str, baseline: str, variant: str):
     from scipy import stats
     mean, sd, n = statistics.mean(diffs), statistics.stdev(diffs), len(diffs)
     half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
-    better = BETTER.get(key)
+    better = task_report(task).row(key).better
     p = None
     if better and sd > 0:
         p = float(stats.ttest_1samp(diffs, 0.0, alternative="greater" if better == "max" else "less").pvalue)
@@ -143,7 +100,8 @@ def paired_table(task: str, scale: str, runs) -> str:
     pairs = [(b, v) for v in norms if v in SANDWICH for b in norms if b not in SANDWICH]
     lines = []
     for baseline, variant in pairs:
-        for key, label in ROWS[task]:
+        for row in task_report(task).rows:
+            key, label = row.key, row.label
             result = paired(task, scale, runs, key, baseline, variant)
             if result is None:
                 continue
@@ -162,10 +120,11 @@ def paired_table(task: str, scale: str, runs) -> str:
 
 def criterion(task: str, scale: str, runs) -> str:
     """The pre-stated criterion of this scale and its outcome, whichever way it falls."""
-    if (task, scale) not in CRITERIA:
+    crit = task_report(task).criteria.get(scale)
+    if crit is None or crit.kind != "paired_t":
         return ""
-    key, baseline, variant, alpha = CRITERIA[(task, scale)]
-    label = dict(ROWS[task])[key]
+    key, baseline, variant, alpha = crit.metric, crit.baseline, crit.variant, crit.alpha
+    label = task_report(task).row(key).label
     head = (f"\nCriterion (stated in the preset before the runs): {label}, paired difference {variant} - {baseline}, "
             f"one-sided paired t-test at alpha = {alpha}. ")
     result = paired(task, scale, runs, key, baseline, variant)
@@ -175,6 +134,48 @@ def criterion(task: str, scale: str, runs) -> str:
     return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.2f} "
                    f"(95 % CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}]), p = {result['p']:.3f}: "
                    f"'{variant} better than {baseline}' is {verdict} at this scale.\n")
+
+
+def trajectory(run, key: str) -> dict:
+    """{step: value} of a metric at every evaluation of a run, the final one included."""
+    out = {}
+    for record in run.get("curves", []):
+        for prefix in ("eval/", "final/"):
+            value = record.get(prefix + key)
+            if isinstance(value, (int, float)) and value == value:
+                out[record["step"]] = value
+    return out
+
+
+def gap_table(task: str, scale: str, runs) -> str:
+    """For a ``gap_closes`` criterion: the paired gap variant - baseline at every evaluation, per seed,
+    and the criterion's outcome."""
+    crit = task_report(task).criteria.get(scale)
+    if crit is None or crit.kind != "gap_closes":
+        return ""
+    by_seed = {n: {r["seed"]: trajectory(r, crit.metric) for r in runs[(scale, n)]} for n in (crit.baseline, crit.variant)}
+    seeds = sorted(set(by_seed[crit.variant]) & set(by_seed[crit.baseline]))
+    steps = sorted(set.intersection(*(set(by_seed[n][s]) for n in by_seed for s in seeds))) if seeds else []
+    label = task_report(task).row(crit.metric).label
+    head = (f"\nCriterion (stated in the preset before the runs): with g_k(t) = {label} of {crit.variant} minus "
+            f"{crit.baseline} in seed k at validation t, the gap closes if g_k(last) < g_k({crit.first_step}) in "
+            f"every seed; {crit.variant} overtakes if besides the mean of g_k(last) is below 0. ")
+    if len(seeds) < 1 or crit.first_step not in steps or len(steps) < 2:
+        return head + "Outcome: not enough paired runs yet.\n"
+    gaps = {s: {t: by_seed[crit.variant][s][t] - by_seed[crit.baseline][s][t] for t in steps} for s in seeds}
+    lines = ["", f"Paired gap {crit.variant} - {crit.baseline}, {label}, at each validation (seeds {seeds}):", "",
+             "| step | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |", "|---|" + "---|" * (len(seeds) + 1)]
+    for t in steps:
+        values = [gaps[s][t] for s in seeds]
+        lines.append(f"| {t} | " + " | ".join(f"{v:+.2f}" for v in values) + f" | {statistics.mean(values):+.2f} |")
+    last = steps[-1]
+    closes = [gaps[s][last] < gaps[s][crit.first_step] for s in seeds]
+    mean_last = statistics.mean(gaps[s][last] for s in seeds)
+    verdict = ("the gap closes in every seed" if all(closes) else
+               f"the gap does not close in every seed ({sum(closes)} of {len(seeds)})")
+    verdict += (f", and {crit.variant} overtakes (mean gap {mean_last:+.2f} < 0)" if all(closes) and mean_last < 0 else
+                f"; {crit.variant} does not overtake (mean gap at {last}: {mean_last:+.2f})")
+    return "\n".join(lines) + "\n" + head + f"Outcome on {len(seeds)} paired seeds: {verdict}.\n"
 
 
 def main(tasks) -> None:

@@ -15,16 +15,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_tables import NORM_ORDER, ROOT, load  # noqa: E402
-
-# task -> [(row key in the curves or 'per_epoch:<metric list>', y label)]
-PANELS = {
-    "adv": [("train/loss_clean", "train loss, clean branch"), ("train/loss_adv", "train loss, adversarial branch")],
-    "nas": [("per_epoch:gt_test_per_epoch", "ground-truth test accuracy (%)"), ("train/loss", "supernet train loss")],
-    "gan": [("train/d_loss", "D hinge loss"), ("train/g_loss", "G loss")],
-    "nst": [("eval/val/content", "validation content loss"), ("eval/val/style", "validation style loss (x10)"),
-            ("train/content", "train content loss"), ("train/style", "train style loss (x10)")],
-}
-
+from tasks.common.report_spec import task_report  # noqa: E402
+from tasks.common.task import task_names  # noqa: E402
 
 def _series(run, key):
     if key.startswith("per_epoch:"):
@@ -38,7 +30,7 @@ def plot(task: str) -> list:
     runs = load(task)
     written = []
     for scale in sorted({s for s, _ in runs}):
-        panels = PANELS[task]
+        panels = task_report(task).panels   # [(curve key or 'per_epoch:<metric list>', y label)]
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
         for ax, (key, label) in zip(axes[0], panels):
             for norm in sorted({n for s, n in runs if s == scale}, key=NORM_ORDER.index):
@@ -68,5 +60,5 @@ def plot(task: str) -> list:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or list(PANELS):
+    for name in sys.argv[1:] or task_names():
         plot(name)

@@ -18,6 +18,7 @@ from .distributed import cleanup, init_distributed, unwrap
 from .logging import MetricsLogger, read_metrics
 from .rundir import RunLock, check_writable, read_jsonl, remove_orphan_temporaries, resolve_run_dir, trim_logs
 from .provenance import now, provenance
+from .report_spec import deviations
 from .results import result_path, write_result
 from .seeding import isolated_rng, rng_state, seed_everything, set_rng_state
 from .task import RunContext, Task, TaskState, get_task
@@ -242,7 +243,8 @@ def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
         write_result(path, {
             "task": task.name, "experiment": cfg.results.experiment, "scale": cfg.results.scale,
             "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
-            "protocol": task.protocol(ctx, state), "provenance": {**prov, "end_time": now()},
+            "protocol": task.protocol(ctx, state), "deviations": deviations(task.name, cfg.results.scale),
+            "provenance": {**prov, "end_time": now()},
             "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(run_dir),
             "analysis": read_jsonl(run_dir / "analysis.jsonl"),
             "config": OmegaConf.to_container(cfg, resolve=True)})

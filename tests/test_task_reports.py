@@ -1,0 +1,64 @@
+"""Each task describes itself (tasks/<name>/report.py); the generic scripts read only that."""
+import importlib.util
+
+import pytest
+
+from sabn.registry import get_norm_spec, list_norms
+from tasks.common.report_spec import deviations, task_reports
+from tests.conftest import ROOT
+
+
+def _make_tables():
+    spec = importlib.util.spec_from_file_location("make_tables", ROOT / "scripts" / "make_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name,report", sorted(task_reports().items()))
+def test_every_task_report_is_consistent_with_its_configs_and_norms(name, report):
+    keys = {r.key for r in report.rows}
+    assert report.rows and report.panels and report.title
+    assert all(r.better in ("max", "min", None) for r in report.rows)
+    assert {key for key, _ in report.paper} <= keys, "paper numbers only for rows the table shows"
+    assert {norm for _, norm in report.paper} <= set(list_norms())
+    for scale, crit in report.criteria.items():
+        assert crit.metric in keys and crit.kind in ("paired_t", "gap_closes")
+        assert get_norm_spec(crit.variant).sandwich and not get_norm_spec(crit.baseline).sandwich
+        assert (ROOT / "configs" / "experiment" / name / f"{scale}.yaml").is_file()
+    for scale in [report.paper_scale, *report.deviations]:
+        assert (ROOT / "configs" / "experiment" / name / f"{scale}.yaml").is_file(), scale
+    assert report.bench_norm in list_norms()
+
+
+def test_deviations_are_per_preset_and_empty_for_an_unknown_task():
+    assert any("3000 iterations" in d for d in deviations("nst", "cpu_long"))
+    assert not any("3000 iterations" in d for d in deviations("nst", "cpu"))
+    assert deviations("no_such_task", "cpu") == [] and deviations("nst", "no_such_scale") == []
+
+
+def _run(norm, seed, style_by_step):
+    curves = [{"step": t, "eval/val/style": v} for t, v in style_by_step.items()]
+    last = max(style_by_step)
+    curves[-1] = {"step": last, "final/val/style": style_by_step[last]}
+    return {"norm": norm, "seed": seed, "scale": "cpu_long", "metrics": {"val/style": style_by_step[last]},
+            "curves": curves}
+
+
+@pytest.mark.parametrize("later,verdict", [((40.0, 41.0), "the gap closes in every seed, and saadain overtakes"),
+                                           ((44.0, 45.0), "the gap closes in every seed; saadain does not overtake"),
+                                           ((44.0, 47.0), "does not close in every seed (1 of 2)")])
+def test_gap_criterion_outcome_follows_the_numbers(later, verdict):
+    mt = _make_tables()
+    runs = {("cpu_long", "adain"): [_run("adain", 0, {500: 50.0, 3000: 42.0}), _run("adain", 1, {500: 50.0, 3000: 42.0})],
+            ("cpu_long", "saadain"): [_run("saadain", 0, {500: 53.0, 3000: later[0]}),
+                                      _run("saadain", 1, {500: 54.0, 3000: later[1]})]}
+    text = mt.gap_table("nst", "cpu_long", runs)
+    assert verdict in text
+    assert "| 500 | +3.00 | +4.00 | +3.50 |" in text
+
+
+def test_a_run_with_only_one_validation_reports_no_outcome():
+    mt = _make_tables()
+    runs = {("cpu_long", "adain"): [_run("adain", 0, {500: 50.0})], ("cpu_long", "saadain"): [_run("saadain", 0, {500: 53.0})]}
+    assert "not enough paired runs yet" in mt.gap_table("nst", "cpu_long", runs)
