@@ -107,6 +107,29 @@ def _gpu_steps() -> list:
     return lines + [""]
 
 
+def _vs_official() -> list:
+    """results/bench/vs_official.json: one training iteration, the official implementation vs ours."""
+    path = ROOT / "results" / "bench" / "vs_official.json"
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text())
+    prov = data["provenance"]
+    hw = prov["hardware"]
+    lines = ["## Training step against the official implementation", "",
+             f"`python {data['command']}` (commit {prov['commit'][:10]}, official commit "
+             f"{(data.get('official_commit') or 'unknown')[:10]}, {hw.get('gpu') or hw['cpu']}, {hw['threads']} threads, "
+             f"torch {hw['torch']}). Official: its classes and loop body; ours: the task's `train_step` at the preset's "
+             "default settings; same sizes, batches and optimizers; interleaved medians.", "",
+             "| task | preset | norm | official s | ours s | speed-up (official / ours) | our settings |",
+             "|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        settings = ", ".join(k for k, v in r["ours_settings"].items() if v) or "defaults (NCHW, fp32, eager)"
+        lines.append(f"| {r['task']} | {r['preset']} | {r['norm']} | {r['official_s']:.3f} | {r['ours_s']:.3f} | "
+                     f"{r['speedup']:.2f}x | {settings} |")
+    lines += [f"| {name} | skipped: {why} | | | | | |" for name, why in data.get("skipped", {}).items()]
+    return lines + [""]
+
+
 def _floors(summary) -> list:
     floor = summary["cos_floor"]
     return floor if isinstance(floor, list) else [floor]
@@ -176,6 +199,7 @@ def report() -> str:
     if controlled:
         lines += ["## Gradient balance and diversity, controlled", "", *controlled]
     lines += _speed()
+    lines += _vs_official()
     lines += _speed("gpu_norms.json", "Layer speed on the GPU")
     lines += _gpu_steps()
     return "\n".join(lines).rstrip() + "\n"
