@@ -88,7 +88,7 @@ def build_norm(name: str, num_features: int, num_conditions: int = 1, **options:
                          f"it accepts: {', '.join(sorted(allowed))}")
     kwargs = {**spec.defaults, **options}
     _check_values(name, num_features, num_conditions, kwargs)
-    if spec.cls is batchnorm.BatchNorm2d:
+    if not spec.conditional:
         return spec.cls(num_features, **kwargs)
     return spec.cls(num_features, num_conditions, **kwargs)
 

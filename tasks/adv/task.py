@@ -8,7 +8,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sabn import norm_layer
 
 from ..common.data import TensorBatches, load_dataset, random_crop_flip
 from ..common.config import checked
@@ -74,7 +73,7 @@ class AdvTask(Task):
     def build(self, ctx: RunContext) -> TaskState:
         cfg, t = ctx.cfg, ctx.cfg.task
         check_eps(t.train_attack.eps), check_eps(t.train_attack.step_size, "step_size")
-        make_norm = norm_layer(cfg.norm.name, num_conditions=2, **cfg.norm.options)
+        make_norm = self.norm_layer(cfg, num_conditions=2)   # the two branches
         model = PreActResNet(make_norm, tuple(t.blocks), t.width, num_classes=10)
         if t.paired_init:
             paired_init(model, cfg.trainer.seed)

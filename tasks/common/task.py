@@ -5,7 +5,7 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 from omegaconf import DictConfig
@@ -103,8 +103,28 @@ class Task:
     name: str = ""
     schema: type = object
     norms: Tuple[str, ...] = ()       # the norm config names this task accepts
+    # norm config name -> (registry name, default options) where the task's paper setting differs
+    # from the registry's (NAS: 'sabn' is the split-statistics variant, 'bn' has no affine)
+    norm_variants: Dict[str, Tuple[str, Dict[str, Any]]] = {}
     score_key: str = ""
     score_mode: str = "max"
+
+    def norm_layer(self, cfg: DictConfig, num_conditions: int = 1) -> Callable[..., torch.nn.Module]:
+        """The configured norm as a constructor ``make(num_features, num_conditions=num_conditions)``:
+        the registry name and defaults from ``norm_variants``, the user's ``norm.options`` on top.
+        Bad options fail here, before any model is built."""
+        from sabn import build_norm
+        name, defaults = self.norm_variants.get(cfg.norm.name, (cfg.norm.name, {}))
+        options = {**defaults, **cfg.norm.options}
+        build_norm(name, 1, num_conditions, **options)   # (draws what sabn.norm_layer's check draws: same runs)
+
+        def make(num_features: int, k: int = num_conditions) -> torch.nn.Module:
+            return build_norm(name, num_features, k, **options)
+        return make
+
+    def norm_description(self, cfg: DictConfig) -> str:
+        """The registry name the configured norm resolves to (for result files)."""
+        return self.norm_variants.get(cfg.norm.name, (cfg.norm.name, {}))[0]
 
     def length_unit(self, cfg: DictConfig) -> tuple:
         """("steps", "") or ("epochs", the keys that set the length): the one unit of training length."""

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from sabn import norm_layer
 
 from ..common.data import TensorBatches, cache_dir, load_dataset
 from ..common.config import checked
@@ -91,7 +90,7 @@ class GanTask(Task):
         if resolution and data.images.shape[-1] != resolution:
             raise ValueError(f"model {t.model} makes {resolution} px images; data set '{cfg.data.name}' "
                              f"has {data.images.shape[-1]} px")
-        make_norm = norm_layer(cfg.norm.name, num_conditions=t.num_classes, **cfg.norm.options)
+        make_norm = self.norm_layer(cfg, num_conditions=t.num_classes)
         g, d = build_gan(t.model, make_norm, t.num_classes, t.g_ch, t.d_ch, t.z_dim, t.sn_update)
         g, d = ctx.prepare(g), ctx.prepare(d)
         g_ema = copy.deepcopy(g).requires_grad_(False)

@@ -9,7 +9,6 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from sabn import build_norm
 
 from ..common.data import TensorBatches, data_search_path, load_dataset, portable_path, random_crop_flip
 from ..common.config import checked
@@ -67,14 +66,9 @@ class NasTaskConfig:
 class NasTask(Task):
     name = "nas"
     norms = tuple(NORMS)
+    norm_variants = NORMS
     schema = NasTaskConfig
     score_key = ""                    # the paper reports the last epoch's genotype; no 'best'
-
-    def _make_norm(self, ctx: RunContext):
-        name, defaults = NORMS[ctx.cfg.norm.name]
-        options = {**defaults, **ctx.cfg.norm.options}
-        build_norm(name, 1, 1, **options)  # fail now on bad options
-        return lambda channels, k: build_norm(name, channels, k, **options)
 
     def _search_data(self, ctx: RunContext):
         """(weight-step images, labels), (arch-step images, labels), description of the split.
@@ -129,7 +123,7 @@ class NasTask(Task):
         if cfg.data.train_subset:
             w_data = tuple(v[:cfg.data.train_subset] for v in w_data)
             a_data = tuple(v[:cfg.data.train_subset] for v in a_data)
-        model = ctx.prepare(SuperNet(self._make_norm(ctx), t.channels, t.cells, len(train.classes)))
+        model = ctx.prepare(SuperNet(self.norm_layer(ctx.cfg), t.channels, t.cells, len(train.classes)))
         w_opt = torch.optim.SGD(model.weight_parameters(), lr=t.w_lr, momentum=t.w_momentum,
                                 weight_decay=t.w_weight_decay, nesterov=t.nesterov)
         a_opt = torch.optim.Adam([model.alphas], lr=t.a_lr, betas=tuple(t.a_betas), weight_decay=t.a_weight_decay)
@@ -242,7 +236,7 @@ class NasTask(Task):
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t = ctx.cfg.task
         return {"split": state.extra.get("split") if state else None,"algorithm": t.algorithm, "supernet": f"C={t.channels} N={t.cells}",
-                "norm": ctx.cfg.norm.name, "norm_layer": NORMS.get(ctx.cfg.norm.name, ("?",))[0],
+                "norm": ctx.cfg.norm.name, "norm_layer": self.norm_description(ctx.cfg),
                 "search_epochs": t.stop_epoch, "cosine_T": t.epochs, "batch_size": t.batch_size,
                 "ground_truth": f"{t.benchmark.backend}:{t.benchmark.dataset} (test = NAS-Bench-201 200-epoch "
                                 "mean over seeds; ori-test for cifar10, x-test otherwise)",

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from sabn import build_norm
 from sabn.functional import instance_stats
 
 from ..common.assets import resolve_asset
@@ -110,7 +109,7 @@ class NstTask(Task):
         s_train, s_val = self._split(t, t.style_dirs, t.val_style_dirs, cfg.data.root, 1)
         encoder = self._encoder(t, cfg.data.root, c_train).to(ctx.device)
         dec = ctx.prepare(decoder())
-        norm = ctx.prepare(build_norm(cfg.norm.name, 512, **cfg.norm.options))
+        norm = ctx.prepare(self.norm_layer(cfg)(512))
         params = list(dec.parameters()) + list(norm.parameters())
         seed = cfg.trainer.seed
         if t.data == "stream":
