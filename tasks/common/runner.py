@@ -181,24 +181,35 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
 
 def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
     ctx, state = _setup(cfg, task)
-    info, logger, run_dir = ctx.dist, ctx.logger, ctx.run_dir
     start, best, steps = _resume(cfg, task, ctx, state)
     prov = provenance(str(ctx.device))
-    if info.is_main:
-        trim_logs(run_dir, start)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        (run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
-
+    if ctx.dist.is_main:
+        trim_logs(ctx.run_dir, start)
+        (ctx.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        (ctx.run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
     wall0 = time.perf_counter()
+    status, signum, best = _fit(cfg, task, ctx, state, start, steps, best)
+    if status != "completed":
+        ctx.logger.close()
+        cleanup()
+        return {"status": status, "signal": signum}
+    return _finish(cfg, task, ctx, state, steps, best, start, prov, wall0)
+
+
+def _save(ctx: RunContext, state: TaskState, name: str, at: int, best: Dict[str, Any]) -> None:
+    if ctx.dist.is_main:
+        ckpt.save_checkpoint(_payload(state, ctx, at, best), ctx.run_dir / "checkpoints" / name)
+
+
+def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: int, steps: int,
+         best: Dict[str, Any]):
+    """The training loop from ``start`` to ``steps``: logging, evaluations, checkpoints and a clean stop
+    on SIGTERM / SIGINT. Returns (status, signal number, best)."""
+    logger = ctx.logger
     eval_every = task.eval_interval(ctx, state)
     status, signum = "completed", 0
     bar = tqdm(total=steps, initial=start, desc=f"{task.name}/{cfg.norm.name}", dynamic_ncols=True,
-               disable=not (cfg.trainer.progress and info.is_main))
-
-    def save(name: str, at: int) -> None:
-        if info.is_main:
-            ckpt.save_checkpoint(_payload(state, ctx, at, best), run_dir / "checkpoints" / name)
-
+               disable=not (cfg.trainer.progress and ctx.dist.is_main))
     with _StopFlag() as stop:
         for step in range(start, steps):
             metrics = task.train_step(state, step, ctx)
@@ -214,41 +225,44 @@ def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
                 logger.log(done, scores, "eval/")
                 if _improved(scores.get(task.score_key), best, task.score_mode):
                     best = {"score": scores[task.score_key], "step": done}
-                    save("best.pt", done)
+                    _save(ctx, state, "best.pt", done, best)
             if cfg.trainer.keep_every and done % cfg.trainer.keep_every == 0:
-                save(f"step{done:07d}.pt", done)
+                _save(ctx, state, f"step{done:07d}.pt", done, best)
             # The last step is saved before the final evaluation, so a failing evaluation loses nothing.
             if stop.raised or done == steps or (cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0):
-                save("last.pt", done)
+                _save(ctx, state, "last.pt", done, best)
             if stop.raised:
                 status, signum = f"interrupted by {stop.raised} after step {done}; rerun the same command to resume", stop.signum
                 break
     bar.close()
-    if status != "completed":
-        logger.close()
-        cleanup()
-        return {"status": status, "signal": signum}
+    return status, signum, best
+
+
+def _finish(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, steps: int, best: Dict[str, Any],
+            start: int, prov: Dict[str, Any], wall0: float) -> Dict[str, Any]:
+    """The final evaluation, the last checkpoints and the result file (wall time: from the loop's start
+    to the last checkpoint, the final evaluation included)."""
     with isolated_rng():
         final = task.evaluate(state, steps, ctx, final=True)
-    logger.log(steps, final, "final/")
+    ctx.logger.log(steps, final, "final/")
     if _improved(final.get(task.score_key), best, task.score_mode):
         best = {"score": final[task.score_key], "step": steps}
-        save("best.pt", steps)
-    save("last.pt", steps)
+        _save(ctx, state, "best.pt", steps, best)
+    _save(ctx, state, "last.pt", steps, best)
     wall = time.perf_counter() - wall0
-    out = {"status": status, "metrics": final, "best": best, "wall_time_s": round(wall, 2),
-           "run_dir": str(run_dir)}
-    if info.is_main and cfg.results.write:
+    out = {"status": "completed", "metrics": final, "best": best, "wall_time_s": round(wall, 2),
+           "run_dir": str(ctx.run_dir)}
+    if ctx.dist.is_main and cfg.results.write:
         path = result_path(cfg.paths.results_dir, task.name, cfg.results.experiment, cfg.trainer.seed)
         write_result(path, {
             "task": task.name, "experiment": cfg.results.experiment, "scale": cfg.results.scale,
             "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
             "protocol": task.protocol(ctx, state), "deviations": deviations(task.name, cfg.results.scale),
             "provenance": {**prov, "end_time": now()},
-            "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(run_dir),
-            "analysis": read_jsonl(run_dir / "analysis.jsonl"),
+            "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(ctx.run_dir),
+            "analysis": read_jsonl(ctx.run_dir / "analysis.jsonl"),
             "config": OmegaConf.to_container(cfg, resolve=True)})
         out["result_file"] = str(path)
-    logger.close()
+    ctx.logger.close()
     cleanup()
     return out
