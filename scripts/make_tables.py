@@ -67,7 +67,9 @@ def table(task: str, scale: str, runs) -> str:
         f"Command: `{sample['provenance']['command']}` (one per norm and seed).",
         f"Paper columns: {spec.paper_note} They are targets for the paper-scale presets, not for this scale.",
     ]
-    return "\n".join(lines + meta) + "\n" + paired_table(task, scale, runs) + gap_table(task, scale, runs)
+    sections = "".join(section(scale, runs) for section in spec.sections)
+    return "\n".join(lines + meta) + "\n" + paired_table(task, scale, runs) + criterion(task, scale, runs) + \
+        gap_table(task, scale, runs) + sections
 
 
 def _value(run, key):
@@ -115,12 +117,14 @@ def paired_table(task: str, scale: str, runs) -> str:
             "shared weights); p: one-sided paired t-test that the Sa* arm is better:", "",
             "| metric | pair | per-seed difference (seeds in order) | mean | 95 % CI | p | seeds |",
             "|---|---|---|---|---|---|---|"]
-    return "\n".join(head + lines) + "\n" + criterion(task, scale, runs)
+    return "\n".join(head + lines) + "\n"
 
 
 def criterion(task: str, scale: str, runs) -> str:
     """The pre-stated criterion of this scale and its outcome, whichever way it falls."""
     crit = task_report(task).criteria.get(scale)
+    if crit is not None and crit.kind == "mann_whitney":
+        return mann_whitney(task, scale, runs, crit)
     if crit is None or crit.kind != "paired_t":
         return ""
     key, baseline, variant, alpha = crit.metric, crit.baseline, crit.variant, crit.alpha
@@ -134,6 +138,23 @@ def criterion(task: str, scale: str, runs) -> str:
     return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.2f} "
                    f"(95 % CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}]), p = {result['p']:.3f}: "
                    f"'{variant} better than {baseline}' is {verdict} at this scale.\n")
+
+
+def mann_whitney(task: str, scale: str, runs, crit) -> str:
+    """One-sided Mann-Whitney U test that ``crit.variant`` beats ``crit.baseline`` on the final metric."""
+    row = task_report(task).row(crit.metric)
+    a = [v for v in (_value(r, crit.metric) for r in runs[(scale, crit.variant)]) if v is not None]
+    b = [v for v in (_value(r, crit.metric) for r in runs[(scale, crit.baseline)]) if v is not None]
+    head = (f"\nCriterion (stated in the preset before the runs): {row.label}, {crit.variant} vs {crit.baseline}, "
+            f"one-sided Mann-Whitney U test at alpha = {crit.alpha}. ")
+    if len(a) < 2 or len(b) < 2:
+        return head + "Outcome: not enough runs yet.\n"
+    from scipy import stats
+    p = float(stats.mannwhitneyu(a, b, alternative="greater" if row.better == "max" else "less").pvalue)
+    verdict = "supported" if p < crit.alpha else "not supported"
+    return head + (f"Outcome on {len(a)} vs {len(b)} runs: medians {statistics.median(a):.2f} vs {statistics.median(b):.2f}, "
+                   f"means {statistics.mean(a):.2f} vs {statistics.mean(b):.2f}, p = {p:.3f}: "
+                   f"'{crit.variant} better than {crit.baseline}' is {verdict} at this scale.\n")
 
 
 def trajectory(run, key: str) -> dict:

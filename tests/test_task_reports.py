@@ -23,7 +23,7 @@ def test_every_task_report_is_consistent_with_its_configs_and_norms(name, report
     assert {key for key, _ in report.paper} <= keys, "paper numbers only for rows the table shows"
     assert {norm for _, norm in report.paper} <= set(list_norms())
     for scale, crit in report.criteria.items():
-        assert crit.metric in keys and crit.kind in ("paired_t", "gap_closes")
+        assert crit.metric in keys and crit.kind in ("paired_t", "mann_whitney", "gap_closes")
         assert get_norm_spec(crit.variant).sandwich and not get_norm_spec(crit.baseline).sandwich
         assert (ROOT / "configs" / "experiment" / name / f"{scale}.yaml").is_file()
     for scale in [report.paper_scale, *report.deviations]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .task import task_names
 
@@ -28,7 +28,8 @@ class Criterion:
     """A criterion stated in a preset's header before its runs; the report gives its outcome.
 
     ``paired_t``: one-sided paired t-test at ``alpha`` that ``variant`` beats ``baseline`` on ``metric``
-    at the end of training. ``gap_closes``: with g_k(t) = metric(variant) - metric(baseline) of seed k at
+    at the end of training. ``mann_whitney``: one-sided Mann-Whitney U test of the same (for outcomes
+    far from normal, e.g. bimodal search results). ``gap_closes``: with g_k(t) = metric(variant) - metric(baseline) of seed k at
     validation t, "the gap closes" if g_k(last) < g_k(``first_step``) in every seed, and "the variant
     overtakes" if besides the mean of g_k(last) is below 0 (lower metric is better).
     """
@@ -53,6 +54,8 @@ class TaskReport:
     bench_norm: str = "sabn"                  # the norm scripts/bench_step.py times
     paper_scale: str = "paper"                # the task's paper preset
     bench_paper_overrides: Tuple[str, ...] = ()   # what lets the paper model run on the data mirror
+    # extra Markdown sections of a scale's table: f(scale, runs) -> str, runs as make_tables loads them
+    sections: Tuple[Callable[[str, Any], str], ...] = ()
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)

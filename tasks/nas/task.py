@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..common.data import TensorBatches, data_search_path, load_dataset, portable_path, random_crop_flip
 from ..common.config import checked
+from ..common.seeding import paired_init
 from ..common.task import RunContext, Task, TaskState
 from .benchmark import open_benchmark
 from .darts_v2 import unrolled_alpha_gradient
@@ -60,6 +61,9 @@ class NasTaskConfig:
     tau_min: float = checked(0.1, gt=0)
     split: str = checked("auto", choices=("auto", "nb201", "seeded"))  # auto | nb201 | seeded (cifar10 25k/25k search split)
     split_seed: int = 0
+    # Arms of one seed start from the same weights of everything but the norms, alphas included (the
+    # norms' inits draw different amounts from the global RNG); false keeps the older runs' numbers.
+    paired_init: bool = False
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
 
 
@@ -123,7 +127,13 @@ class NasTask(Task):
         if cfg.data.train_subset:
             w_data = tuple(v[:cfg.data.train_subset] for v in w_data)
             a_data = tuple(v[:cfg.data.train_subset] for v in a_data)
-        model = ctx.prepare(SuperNet(self.norm_layer(ctx.cfg), t.channels, t.cells, len(train.classes)))
+        model = SuperNet(self.norm_layer(ctx.cfg), t.channels, t.cells, len(train.classes))
+        if t.paired_init:
+            paired_init(model, cfg.trainer.seed)
+            gen = torch.Generator().manual_seed(int(cfg.trainer.seed) * 1_000_003 + 11)
+            with torch.no_grad():
+                model.alphas.copy_(1e-3 * torch.randn(model.alphas.shape, generator=gen))
+        model = ctx.prepare(model)
         w_opt = torch.optim.SGD(model.weight_parameters(), lr=t.w_lr, momentum=t.w_momentum,
                                 weight_decay=t.w_weight_decay, nesterov=t.nesterov)
         a_opt = torch.optim.Adam([model.alphas], lr=t.a_lr, betas=tuple(t.a_betas), weight_decay=t.a_weight_decay)
