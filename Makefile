@@ -41,6 +41,7 @@ reproduce-cpu: $(STAMP)
 	bash scripts/reproduce_nas.sh cpu
 	bash scripts/reproduce_gan.sh cpu
 	bash scripts/reproduce_nst.sh cpu
+	NORMS="adain saadain" SEEDS="0 1" bash scripts/reproduce_nst.sh cpu_long
 	$(MAKE) report
 
 # Tables, plots and results/README.md from the committed result files.
