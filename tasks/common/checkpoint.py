@@ -59,18 +59,28 @@ RUN_CONTROL_KEYS = ("trainer.resume", "trainer.allow_config_change", "trainer.st
                     "results.write", "paths", "logger")
 
 
-def config_drift(saved: Dict[str, Any], current: Dict[str, Any], ignore=RUN_CONTROL_KEYS) -> list:
-    """Dotted keys whose values differ between two resolved configs (ignoring run-control keys)."""
-    diffs = []
+def config_drift(saved: Dict[str, Any], current: Dict[str, Any], ignore=RUN_CONTROL_KEYS,
+                 defaults: Optional[Dict[str, Any]] = None) -> list:
+    """Dotted keys whose values differ between two resolved configs (ignoring run-control keys).
 
-    def walk(a, b, prefix):
+    A key the saved config lacks is no drift when the current value is that key's default in
+    ``defaults``: options added to the schemas after a run started keep the run's behaviour then.
+    """
+    diffs = []
+    missing = object()
+
+    def walk(a, b, d, prefix):
         if any(prefix == i or prefix.startswith(i + ".") for i in ignore):
             return
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
-                walk(a.get(key, "<missing>"), b.get(key, "<missing>"), f"{prefix}.{key}" if prefix else key)
+                walk(a.get(key, missing), b.get(key, missing), d.get(key, missing) if isinstance(d, dict) else missing,
+                     f"{prefix}.{key}" if prefix else key)
+        elif a is missing and d is not missing and b == d:
+            return
         elif a != b:
-            diffs.append(f"{prefix}: {a!r} -> {b!r}")
+            show = lambda v: "'<missing>'" if v is missing else repr(v)  # noqa: E731
+            diffs.append(f"{prefix}: {show(a)} -> {show(b)}")
 
-    walk(saved, current, "")
+    walk(saved, current, defaults or {}, "")
     return diffs

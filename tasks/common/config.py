@@ -188,6 +188,13 @@ def validate(cfg: DictConfig, task_schema) -> DictConfig:
     return merged
 
 
+def schema_defaults(task_schema) -> Dict[str, Any]:
+    """Every key's default (run and task schemas) as a plain dict, shaped like a resolved config."""
+    out = OmegaConf.to_container(OmegaConf.structured(RunConfig), resolve=False)
+    out["task"] = OmegaConf.to_container(OmegaConf.structured(task_schema), resolve=False)
+    return out
+
+
 def check_length(cfg: DictConfig, unit: str, where: str) -> None:
     """Training length has one explicit unit per task: ``steps`` needs trainer.steps; an epoch-counted
     task refuses trainer.steps (it would be silently ignored). ``where`` names the epoch keys."""

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .distributed import cleanup, init_distributed, unwrap
+from .config import schema_defaults
 from .logging import MetricsLogger, read_metrics
 from .rundir import RunLock, check_writable, read_jsonl, remove_orphan_temporaries, resolve_run_dir, trim_logs
 from .provenance import now, provenance
@@ -146,7 +147,8 @@ def _resume(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState):
     resume_from = ckpt.find_resume(ctx.run_dir) if cfg.trainer.resume else None
     if resume_from is not None:
         payload = ckpt.load_checkpoint(resume_from, map_location=ctx.device)
-        drift = ckpt.config_drift(payload["config"], OmegaConf.to_container(cfg, resolve=True))
+        drift = ckpt.config_drift(payload["config"], OmegaConf.to_container(cfg, resolve=True),
+                                  defaults=schema_defaults(task.schema))
         if drift and not cfg.trainer.allow_config_change:
             raise ckpt.CheckpointError(
                 f"{resume_from} was written with a different config:\n  " + "\n  ".join(drift) +

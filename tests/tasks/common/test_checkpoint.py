@@ -54,3 +54,15 @@ def test_config_drift_lists_changed_keys_and_ignores_run_control():
     a = {"task": {"lr": 0.1}, "trainer": {"steps": 10, "seed": 0}, "paths": {"run_dir": "x"}}
     b = {"task": {"lr": 0.2}, "trainer": {"steps": 20, "seed": 0}, "paths": {"run_dir": "y"}}
     assert config_drift(a, b) == ["task.lr: 0.1 -> 0.2"]
+
+
+def test_a_key_added_after_the_run_started_is_no_drift_at_its_default():
+    from tasks.common.checkpoint import config_drift
+    saved = {"task": {"lr": 0.1}}
+    defaults = {"task": {"lr": 0.2, "paired_init": False}}
+    assert config_drift(saved, {"task": {"lr": 0.1, "paired_init": False}}, defaults=defaults) == []
+    assert config_drift(saved, {"task": {"lr": 0.1, "paired_init": True}}, defaults=defaults) == \
+        ["task.paired_init: '<missing>' -> True"]
+    assert config_drift(saved, {"task": {"lr": 0.3, "paired_init": False}}, defaults=defaults) == ["task.lr: 0.1 -> 0.3"]
+    assert config_drift(saved, {"task": {"lr": 0.1, "paired_init": False}}) == \
+        ["task.paired_init: '<missing>' -> False"], "without defaults every new key is drift"
