@@ -11,6 +11,7 @@ from .cpu_kernels import cpu_kernels_status, disable_cpu_kernels, enable_cpu_ker
 from .convert import conditional_layers, convert_norms, route_condition, set_condition
 from .functional import (conditional_batch_norm, sample_affine_batch_norm,
                          sample_affine_batch_norm_reference, set_condition_value_checks)
+from .conditions import condition_value_checks
 from .instancenorm import AdaIN, AdaptiveInstanceNorm2d, SandwichAdaIN
 from .registry import build_norm, get_norm_spec, list_norms, norm_layer, register_norm
 
@@ -23,5 +24,5 @@ __all__ = [
     "conditional_batch_norm", "conditional_layers", "convert_norms", "cpu_kernels_status", "disable_cpu_kernels",
     "enable_cpu_kernels", "get_norm_spec", "list_norms", "norm_layer",
     "register_norm", "route_condition", "sample_affine_batch_norm",
-    "sample_affine_batch_norm_reference", "set_condition", "set_condition_value_checks",
+    "sample_affine_batch_norm_reference", "set_condition", "set_condition_value_checks", "condition_value_checks",
 ]

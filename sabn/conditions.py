@@ -1,7 +1,8 @@
 """Conditions of the conditional norms: validation of class labels / branch indices, one place."""
 from __future__ import annotations
 
-from typing import Union
+from contextlib import contextmanager
+from typing import Iterator, Union
 
 import torch
 from torch import Tensor
@@ -20,6 +21,19 @@ def set_condition_value_checks(enabled: bool) -> None:
     """
     global _CHECK_VALUES
     _CHECK_VALUES = bool(enabled)
+
+
+@contextmanager
+def condition_value_checks(enabled: bool) -> Iterator[None]:
+    """Within the block, the value check is ``enabled``; the previous setting is restored after it.
+    For code that has validated its labels once (a training step drawing them from a checked data
+    set or from ``randint(0, K)``) and should not synchronise a GPU at every layer call."""
+    global _CHECK_VALUES
+    saved, _CHECK_VALUES = _CHECK_VALUES, bool(enabled)
+    try:
+        yield
+    finally:
+        _CHECK_VALUES = saved
 
 
 def _is_compiling() -> bool:

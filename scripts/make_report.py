@@ -107,15 +107,15 @@ def _gpu_steps() -> list:
     return lines + [""]
 
 
-def _vs_official() -> list:
-    """results/bench/vs_official.json: one training iteration, the official implementation vs ours."""
-    path = ROOT / "results" / "bench" / "vs_official.json"
+def _vs_official(name: str = "vs_official.json", title: str = "Training step against the official implementation") -> list:
+    """results/bench/vs_official*.json: one training iteration, the official implementation vs ours."""
+    path = ROOT / "results" / "bench" / name
     if not path.is_file():
         return []
     data = json.loads(path.read_text())
     prov = data["provenance"]
     hw = prov["hardware"]
-    lines = ["## Training step against the official implementation", "",
+    lines = [f"## {title}", "",
              f"`python {data['command']}` (commit {prov['commit'][:10]}, official commit "
              f"{(data.get('official_commit') or 'unknown')[:10]}, {hw.get('gpu') or hw['cpu']}, {hw['threads']} threads, "
              f"torch {hw['torch']}). Official: its classes and loop body; ours: the task's `train_step` at the preset's "
@@ -124,8 +124,9 @@ def _vs_official() -> list:
              "|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         settings = ", ".join(k for k, v in r["ours_settings"].items() if v) or "defaults (NCHW, fp32, eager)"
+        speedup = f"{r['speedup']:.2f}x" + (f" (not comparable: {r['not_comparable']})" if r.get("not_comparable") else "")
         lines.append(f"| {r['task']} | {r['preset']} | {r['norm']} | {r['official_s']:.3f} | {r['ours_s']:.3f} | "
-                     f"{r['speedup']:.2f}x | {settings} |")
+                     f"{speedup} | {settings} |")
     lines += [f"| {name} | skipped: {why} | | | | | |" for name, why in data.get("skipped", {}).items()]
     return lines + [""]
 
@@ -200,6 +201,7 @@ def report() -> str:
         lines += ["## Gradient balance and diversity, controlled", "", *controlled]
     lines += _speed()
     lines += _vs_official()
+    lines += _vs_official("vs_official_gpu.json", "Training step against the official implementation, GPU")
     lines += _speed("gpu_norms.json", "Layer speed on the GPU")
     lines += _gpu_steps()
     return "\n".join(lines).rstrip() + "\n"

@@ -169,9 +169,10 @@ class AdvTask(Task):
         if t.report_epoch and step + 1 == t.report_epoch * state.iterators["train"].batches_per_epoch:
             # The weights the final table scores (the official model_epoch190.pt is saved after 191 epochs).
             state.extra["report_model"] = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
-        return {"loss": loss.item(), "loss_clean": loss_clean.item(), "loss_adv": loss_adv.item(),
-                "acc_clean": (logits_clean.argmax(1) == y).float().mean().item(),
-                "acc_adv": (logits_adv.argmax(1) == y).float().mean().item(), "lr": lr}
+        # Tensors, not floats: the runner reads them on the host only when it logs (no sync per step).
+        return {"loss": loss.detach(), "loss_clean": loss_clean.detach(), "loss_adv": loss_adv.detach(),
+                "acc_clean": (logits_clean.argmax(1) == y).float().mean(),
+                "acc_adv": (logits_adv.argmax(1) == y).float().mean(), "lr": lr}
 
     def _accuracy(self, ctx, state, split: str, branch: int, steps: int) -> Dict[str, float]:
         """Accuracy and mean loss of ``branch`` on clean (steps=0) or PGD-``steps`` inputs, eval mode.

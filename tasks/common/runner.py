@@ -219,6 +219,7 @@ def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: 
             bar.update(1)
             _inject_fault(done)
             if done % max(cfg.trainer.log_every, 1) == 0 or done == steps:
+                metrics = {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
                 logger.log(done, metrics, "train/")
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
             if eval_every and done % eval_every == 0 and done < steps:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
+from sabn import condition_value_checks
+
 
 from ..common.data import TensorBatches, cache_dir, load_dataset
 from ..common.config import checked
@@ -137,7 +139,13 @@ class GanTask(Task):
             for b_ema, b_live in zip(ema.buffers(), live.buffers()):
                 b_ema.lerp_(b_live, 1.0 - decay) if b_ema.is_floating_point() else b_ema.copy_(b_live)
 
-    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
+    def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, Any]:
+        # Every label here comes from the data set (its class count is checked against K at build) or
+        # from [0, K) by construction, so the layers' per-call range check (a GPU sync each) is off.
+        with condition_value_checks(False):
+            return self._train_step(state, step, ctx)
+
+    def _train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, Any]:
         t = ctx.cfg.task
         g, d = state.runtime["g"], state.runtime["d"]
         g_opt, d_opt = state.optimizers["generator"], state.optimizers["discriminator"]
@@ -152,7 +160,8 @@ class GanTask(Task):
             d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         d_opt.zero_grad(set_to_none=True)
         ctx.step(d_loss, d_opt)
-        out = {"d_loss": d_loss.item(), "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+        # Tensors, not floats: the runner reads them on the host only when it logs (no sync per step).
+        out = {"d_loss": d_loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean()}
         if step % t.n_dis == 0:   # G on the 1st, (n_dis+1)-th, ... D step, as the reference
             z, y_fake = self._noise(ctx, t.g_batch_size)
             with ctx.autocast():
@@ -161,7 +170,7 @@ class GanTask(Task):
             ctx.step(g_loss, g_opt, observe=(state.modules["generator"], step))
             g_step = step // t.n_dis
             self._update_ema(state, t.ema_decay if g_step >= t.ema_start else 0.0, t.ema_buffers == "ema")
-            out["g_loss"] = g_loss.item()
+            out["g_loss"] = g_loss.detach()
         return out
 
     def _eval_generator(self, state: TaskState, ctx: RunContext):
@@ -194,8 +203,11 @@ class GanTask(Task):
         ref["labels"] = data.labels[order].numpy()   # the order is seeded, so not cached
         return ref
 
-    @torch.no_grad()
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
+        with condition_value_checks(False), torch.no_grad():   # labels in [0, K) by construction, as in training
+            return self._evaluate(state, step, ctx)
+
+    def _evaluate(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, Any]:
         t, f = ctx.cfg.task, ctx.cfg.task.fid
         g = self._eval_generator(state, ctx)
         self._save_sheet(state, ctx, g, step)

@@ -201,7 +201,8 @@ class NasTask(Task):
         ctx.observe_gradients(model, step)
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         w_opt.step()
-        out = {"loss": loss.item(), "acc": (logits.argmax(1) == yw).float().mean().item() * 100, "lr": lr, "tau": tau}
+        # Tensors, not floats: the runner reads them on the host only when it logs (no sync per step).
+        out = {"loss": loss.detach(), "acc": (logits.argmax(1) == yw).float().mean() * 100, "lr": lr, "tau": tau}
         if t.algorithm != "darts_v2":
             a_opt.zero_grad(set_to_none=True)
             with ctx.autocast():
@@ -209,8 +210,8 @@ class NasTask(Task):
                 a_loss = F.cross_entropy(a_logits.float(), ya)
             a_loss.backward()
             a_opt.step()
-            out["arch_acc"] = (a_logits.argmax(1) == ya).float().mean().item() * 100
-        out["arch_loss"] = a_loss.item()
+            out["arch_acc"] = (a_logits.argmax(1) == ya).float().mean() * 100
+        out["arch_loss"] = a_loss.detach()
         return out
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:

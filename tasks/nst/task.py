@@ -206,7 +206,8 @@ class NstTask(Task):
             loss = loss_c + loss_s
         optimizer.zero_grad(set_to_none=True)
         ctx.step(loss, optimizer)
-        return {"loss": loss.item(), "content": loss_c.item(), "style": loss_s.item(), "lr": lr}
+        # Tensors, not floats: the runner reads them on the host only when it logs (no sync per step).
+        return {"loss": loss.detach(), "content": loss_c.detach(), "style": loss_s.detach(), "lr": lr}
 
     @torch.no_grad()
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:

@@ -114,3 +114,32 @@ def test_fid_disabled_trains_and_saves_sheets_without_building_inception(tmp_pat
     out = train(cfg)
     assert out["status"] == "completed" and "fid" not in out["metrics"]
     assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == ["step0000002.png"]
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
+    """No .item() and no label range check (torch.aminmax) inside a GAN step: on a GPU each is a sync."""
+    import sabn.conditions
+    from tests.conftest import compose
+    from tasks.common.distributed import DistInfo
+    from tasks.common.logging import MetricsLogger
+    from tasks.common.task import RunContext
+    from tasks.gan.task import TASK
+    cfg = compose("experiment=gan/smoke", "data.train_subset=64")
+    ctx = RunContext(cfg, torch.device("cpu"), DistInfo(), MetricsLogger(tmp_path, enabled=False), tmp_path)
+    state = TASK.build(ctx)
+    calls = []
+    real_item, real_aminmax = torch.Tensor.item, torch.aminmax
+    import traceback
+
+    def item(self):   # Adam's step counters live on the host (no sync): only our code's calls count
+        if "torch/optim" not in traceback.extract_stack()[-2].filename:
+            calls.append("item")
+        return real_item(self)
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    monkeypatch.setattr(torch, "aminmax", lambda *a, **k: calls.append("aminmax") or real_aminmax(*a, **k))
+    for step in range(2):
+        out = TASK.train_step(state, step, ctx)
+    assert calls == [] and isinstance(out["d_loss"], torch.Tensor)
+    assert sabn.conditions._CHECK_VALUES, "the check is back on after the step"
+    with pytest.raises(ValueError, match="outside"):   # and still guards a user's call
+        state.modules["generator"](torch.randn(2, cfg.task.z_dim), torch.tensor([0, 99]))
