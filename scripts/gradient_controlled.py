@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -179,8 +180,9 @@ def main(argv=None) -> dict:
                 "mean_difference": statistics.mean(diffs), "sabn_lower_in": sum(d < 0 for d in diffs), "of": len(diffs)}
     summary = {"cv": paired("cv"), "cos": paired("cos"), "cos_floor": sorted({r["cos_floor"] for r in rows})}
     settings = {**vars(args), "overrides": OVERRIDES[args.task]}
-    if Path(args.out).resolve().is_relative_to(ROOT):   # no machine paths in result files
-        settings["out"] = str(Path(args.out).resolve().relative_to(ROOT))
+    out_path = Path(os.path.abspath(args.out))   # not resolved: results/ may be a link in a worktree
+    if out_path.is_relative_to(ROOT):   # no machine paths in result files
+        settings["out"] = str(out_path.relative_to(ROOT))
     out = {"what": __doc__.split("\n\n")[0], "settings": settings,
            "summary": summary, "rows": rows,
            "provenance": {**prov, "wall_time_s": round(time.perf_counter() - start, 1)}}

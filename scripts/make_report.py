@@ -150,7 +150,7 @@ def _controlled() -> list:
                   "From one CCBN state, its SaBN twin (shared affine exactly (1, 0), same class affines and "
                   "statistics: the same function) and the CCBN model each take one identical SGD step on the same "
                   "class-balanced batch; compared are the per-class updates of the composed affine. Seeds "
-                  f"{settings['seeds']}, checkpoints at steps {settings['checkpoints']}, {settings['batches']} batches of "
+                  f"{settings['seeds']}, checkpoints {settings['checkpoints']} (G steps for the GAN, search epochs for NAS), {settings['batches']} batches of "
                   f"{settings['per_class']} images per class each (`python scripts/gradient_controlled.py {task}`, commit "
                   f"{prov['commit'][:10]}, {prov['hardware']['cpu']}, {prov['wall_time_s'] / 60:.1f} min).", "",
                   "| layer | CV of update norms: CCBN | SaBN | mean pairwise cosine: CCBN | SaBN | cosine floor -1/(K-1) |",
