@@ -192,10 +192,15 @@ def gap_table(task: str, scale: str, runs) -> str:
     last = steps[-1]
     closes = [gaps[s][last] < gaps[s][crit.first_step] for s in seeds]
     mean_last = statistics.mean(gaps[s][last] for s in seeds)
-    verdict = ("the gap closes in every seed" if all(closes) else
-               f"the gap does not close in every seed ({sum(closes)} of {len(seeds)})")
-    verdict += (f", and {crit.variant} overtakes (mean gap {mean_last:+.2f} < 0)" if all(closes) and mean_last < 0 else
-                f"; {crit.variant} does not overtake (mean gap at {last}: {mean_last:+.2f})")
+    mean_first = statistics.mean(gaps[s][crit.first_step] for s in seeds)
+    if all(closes):
+        verdict = "the gap closes in every seed" + (
+            f", and {crit.variant} overtakes (mean gap {mean_last:+.2f} < 0)" if mean_last < 0 else
+            f"; {crit.variant} does not overtake (mean gap at {last}: {mean_last:+.2f})")
+    else:
+        verdict = f"the gap does not close in every seed ({sum(closes)} of {len(seeds)})"
+    verdict += (f"; mean gap {mean_first:+.2f} at step {crit.first_step}, {mean_last:+.2f} at step {last} "
+                f"(negative: {crit.variant} lower)")
     return "\n".join(lines) + "\n" + head + f"Outcome on {len(seeds)} paired seeds: {verdict}.\n"
 
 

@@ -62,3 +62,14 @@ def test_a_run_with_only_one_validation_reports_no_outcome():
     mt = _make_tables()
     runs = {("cpu_long", "adain"): [_run("adain", 0, {500: 50.0})], ("cpu_long", "saadain"): [_run("saadain", 0, {500: 53.0})]}
     assert "not enough paired runs yet" in mt.gap_table("nst", "cpu_long", runs)
+
+
+def test_nst_drift_section_averages_the_shared_affine_drift_over_seeds():
+    from tasks.nst.report import drift_section
+    curve = lambda g: [{"step": 500, "eval/shared_affine/relu4_1/gamma_drift": g},  # noqa: E731
+                       {"step": 3000, "final/shared_affine/relu4_1/gamma_drift": 2 * g}]
+    runs = {("cpu_long", "saadain"): [{"seed": 0, "curves": curve(0.01)}, {"seed": 1, "curves": curve(0.03)}],
+            ("cpu_long", "adain"): [{"seed": 0, "curves": []}]}
+    text = drift_section("cpu_long", runs)
+    assert "| relu4_1/gamma_drift | 0.0200 | 0.0400 |" in text
+    assert drift_section("cpu", runs) == ""
