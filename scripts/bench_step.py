@@ -40,6 +40,19 @@ def compose(task: str, scale: str, norm: str, overrides):
     return store_compose(f"experiment={task}/{scale}", f"norm={norm}", *overrides)
 
 
+def iteration(task, state, ctx):
+    """The timed unit of ``task``: a G iteration for the GAN (n_dis D steps + 1 G step), else one
+    training step. Returns (training steps per unit, a function running the next unit)."""
+    cycle = int(getattr(ctx.cfg.task, "n_dis", 1))
+    done = [0]
+
+    def run() -> None:
+        for _ in range(cycle):
+            task.train_step(state, done[0], ctx)
+            done[0] += 1
+    return cycle, run
+
+
 def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup: int, extra,
           profile: Optional[Path] = None) -> dict:
     task = get_task(task_name)
@@ -56,17 +69,16 @@ def bench(task_name: str, scale: str, norm: str, fused: bool, steps: int, warmup
         state = task.build(ctx)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        cycle = int(getattr(cfg.task, "n_dis", 1))   # a GAN "step" is a G iteration: n_dis D steps + 1 G step
+        cycle, run = iteration(task, state, ctx)
         times = []
-        for step in range(warmup * cycle):
-            task.train_step(state, step, ctx)
+        for _ in range(warmup):
+            run()
         with _profiler(profile, device) as prof:
-            for first in range(warmup * cycle, (warmup + steps) * cycle, cycle):
+            for _ in range(steps):
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                for step in range(first, first + cycle):
-                    task.train_step(state, step, ctx)
+                run()
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)

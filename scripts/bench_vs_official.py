@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 # task -> (our preset, our norm, official sub-project, extra overrides for our preset)
 TASKS = {
@@ -63,23 +64,17 @@ def cpu_cuda_shim(device: torch.device):
 
 
 def ours(preset: str, norm: str, overrides, device: torch.device):
-    """Our task at the preset's settings: (cfg, step function running one iteration)."""
+    """Our task at the preset's settings: (cfg, function running one iteration), as bench_step times it."""
+    from bench_step import compose, iteration
     from tasks.common.distributed import DistInfo
     from tasks.common.logging import MetricsLogger
-    from tasks.common.store import compose
     from tasks.common.task import RunContext, get_task
-    cfg = compose(f"experiment={preset}", f"norm={norm}", f"trainer.device={device.type}", *overrides)
-    task = get_task(cfg.task.name)
-    tmp = Path(tempfile.mkdtemp())
+    task_name, scale = preset.split("/")
+    cfg = compose(task_name, scale, norm, [f"trainer.device={device.type}", *overrides])
+    task = get_task(task_name)
+    tmp = Path(tempfile.mkdtemp())   # the logger is disabled: nothing is written there
     ctx = RunContext(cfg, device, DistInfo(), MetricsLogger(tmp, enabled=False), tmp)
-    state = task.build(ctx)
-    cycle = int(getattr(cfg.task, "n_dis", 1))   # a GAN iteration: n_dis D steps and one G step
-    counter = [0]
-
-    def step():
-        for _ in range(cycle):
-            task.train_step(state, counter[0], ctx)
-            counter[0] += 1
+    _, step = iteration(task, task.build(ctx), ctx)
     return cfg, step
 
 

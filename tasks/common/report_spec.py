@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .task import task_names
+from .task import TASKS_DIR, task_names
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,6 @@ def task_reports() -> Dict[str, TaskReport]:
 def deviations(task: str, scale: str) -> List[str]:
     """How preset ``scale`` of ``task`` departs from the paper (copied into each result file); none
     for a task without a ``report.py`` (one built outside this repository)."""
-    try:
-        return list(task_report(task).deviations.get(scale, []))
-    except ModuleNotFoundError:
+    if not (TASKS_DIR / task / "report.py").is_file():
         return []
+    return list(task_report(task).deviations.get(scale, []))

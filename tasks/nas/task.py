@@ -32,6 +32,16 @@ MEAN_STD = {"cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
 ALGORITHMS = ("darts", "darts_v2", "gdas")   # first-order DARTS, second-order DARTS, GDAS
 
 
+def paired_supernet_init(model: SuperNet, seed: int) -> SuperNet:
+    """``paired_init`` for the supernet, its alphas included: the arms of one seed then start from the
+    same convolutions and architecture weights, whatever their norms drew from the global RNG."""
+    paired_init(model, seed)
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + 11)
+    with torch.no_grad():
+        model.alphas.copy_(1e-3 * torch.randn(model.alphas.shape, generator=gen))
+    return model
+
+
 @dataclass
 class BenchmarkConfig:
     backend: str = checked("table", choices=("table", "api", "none"))  # table | api | none
@@ -129,10 +139,7 @@ class NasTask(Task):
             a_data = tuple(v[:cfg.data.train_subset] for v in a_data)
         model = SuperNet(self.norm_layer(ctx.cfg), t.channels, t.cells, len(train.classes))
         if t.paired_init:
-            paired_init(model, cfg.trainer.seed)
-            gen = torch.Generator().manual_seed(int(cfg.trainer.seed) * 1_000_003 + 11)
-            with torch.no_grad():
-                model.alphas.copy_(1e-3 * torch.randn(model.alphas.shape, generator=gen))
+            paired_supernet_init(model, cfg.trainer.seed)
         model = ctx.prepare(model)
         w_opt = torch.optim.SGD(model.weight_parameters(), lr=t.w_lr, momentum=t.w_momentum,
                                 weight_decay=t.w_weight_decay, nesterov=t.nesterov)

@@ -2,9 +2,9 @@
 its tests, with the thresholds fixed in tasks/nas/report.py."""
 import torch
 
-from tasks.common.seeding import paired_init
 from tasks.common.task import get_task
 from tasks.nas import report
+from tasks.nas.task import paired_supernet_init
 from tasks.nas.supernet import SuperNet
 from tests.conftest import compose
 
@@ -13,11 +13,7 @@ def _model(norm: str, seed: int) -> SuperNet:
     torch.manual_seed(seed)   # the global stream, as the runner seeds it
     task = get_task("nas")
     model = SuperNet(task.norm_layer(compose("experiment=nas/long", f"norm={norm}")), 8, 1, 10)
-    paired_init(model, seed)
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + 11)
-    with torch.no_grad():
-        model.alphas.copy_(1e-3 * torch.randn(model.alphas.shape, generator=gen))
-    return model
+    return paired_supernet_init(model, seed)
 
 
 def test_paired_init_gives_bn_and_sabn_arms_the_same_convolutions_and_alphas():
