@@ -49,6 +49,9 @@ TASKS = {
 }
 
 
+SEED = 0   # the global stream before either model is built (weights and batches draw from it)
+
+
 @contextlib.contextmanager
 def cpu_cuda_shim(device: torch.device):
     """Make the official code's ``.cuda()`` calls follow ``device`` (a no-op on a CPU)."""
@@ -197,7 +200,7 @@ def worker(name: str, official: Path, rounds: int, warmup: int, extra=()) -> dic
     from tasks.common.provenance import hardware
     preset, norm, _, overrides = TASKS[name]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     cfg, our_step = ours(preset, norm, [*overrides, *extra], device)
     with cpu_cuda_shim(device):
         build = {"sngan32": lambda: official_gan(official, cfg, device, "sngan32"),
@@ -223,7 +226,7 @@ def worker(name: str, official: Path, rounds: int, warmup: int, extra=()) -> dic
             "speedup": round(med["official"] / med["ours"], 3),
             "ours_settings": {"channels_last": bool(cfg.trainer.channels_last), "amp": bool(cfg.trainer.amp),
                               "compile": bool(cfg.trainer.compile)},
-            "threads": torch.get_num_threads(), "hardware": hardware()}
+            "threads": torch.get_num_threads(), "seed": SEED, "hardware": hardware()}
 
 
 def main(argv=None) -> None:
@@ -243,6 +246,7 @@ def main(argv=None) -> None:
     from tasks.common.provenance import provenance
     prov = provenance()
     rows, skipped = [], {}
+    start = time.perf_counter()
     for name in args.tasks:
         sub = TASKS[name][2]
         if not (args.official / sub).is_dir():
@@ -265,6 +269,7 @@ def main(argv=None) -> None:
     args.out.write_text(json.dumps({
         "rows": rows, "skipped": skipped, "official_commit": _official_commit(args.official),
         "provenance": {k: prov[k] for k in ("commit", "dirty", "hardware")},
+        "wall_time_s": round(time.perf_counter() - start, 1),
         "command": "scripts/bench_vs_official.py --official <checkout> " + " ".join(
             f"--{k} {v}" for k, v in (("rounds", args.rounds), ("warmup", args.warmup))) + "".join(
             f" --set {x}" for x in args.set),
