@@ -1,6 +1,7 @@
 """CIFAR-10 / CIFAR-100 from torchvision's pickles, a class-folder tree, or a .tar.gz of that tree."""
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import tarfile
@@ -80,19 +81,32 @@ def _from_tree(split_dir: Path, cache_key: str) -> Optional[ImageDataset]:
 
 
 def _extract(archive: Path) -> Path:
-    """Extract once into the cache, keyed by the archive's content (not its name)."""
+    """Extract once into the cache, keyed by the archive's content (not its name).
+
+    Extraction goes to a folder of this process and is renamed into place when complete, so runs
+    started together (a sweep's parallel arms) never see, or delete, each other's partial trees.
+    """
     target = cache_dir() / f"{archive.name.split('.')[0]}-{file_fingerprint(archive)}"
-    if not (target / ".complete").is_file():
-        shutil.rmtree(target, ignore_errors=True)   # a partial extraction from a killed run
-        target.mkdir(parents=True)
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+    if (target / ".complete").is_file():
+        return target
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(partial, filter="data")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(f"cannot extract {archive} ({type(error).__name__}: {str(error)[:120]}); the archive "
+                        "is truncated or not a .tar.gz. Replace it with a complete copy") from None
+    (partial / ".complete").write_text(str(archive))
+    try:
+        os.rename(partial, target)
+    except OSError:                             # the target exists: another run's copy, or an old partial
+        if not (target / ".complete").is_file():    # only an older version of this code left these
             shutil.rmtree(target, ignore_errors=True)
-            raise DataError(f"cannot extract {archive} ({type(error).__name__}: {str(error)[:120]}); the archive "
-                            "is truncated or not a .tar.gz. Replace it with a complete copy") from None
-        (target / ".complete").write_text(str(archive))
+            os.rename(partial, target)
+    shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tasks.common.cache import file_fingerprint
 from tasks.common.checkpoint import CheckpointError, load_checkpoint
 from tasks.common.config import ConfigError
 from tasks.common.rundir import RunDirError, RunLock
@@ -115,15 +116,16 @@ def test_every_preset_composes_with_every_norm_it_takes():
 
 # -- data: content-keyed caches, clear errors, corrupt cache entries rebuilt --------------------------
 
-def _archive(path, value):
+def _archive(path, value, count=1):
     with tarfile.open(path, "w:gz") as tar:
         for split in ("train", "test"):
             for cls in ("a", "b"):
                 buf = io.BytesIO()
                 Image.fromarray(np.full((32, 32, 3), value, np.uint8)).save(buf, format="PNG")
-                info = tarfile.TarInfo(f"cifar10/{split}/{cls}/0.png")
-                info.size = len(buf.getvalue())
-                tar.addfile(info, io.BytesIO(buf.getvalue()))
+                for index in range(count):
+                    info = tarfile.TarInfo(f"cifar10/{split}/{cls}/{index}.png")
+                    info.size = len(buf.getvalue())
+                    tar.addfile(info, io.BytesIO(buf.getvalue()))
 
 
 def test_a_different_archive_under_the_same_name_is_not_served_from_the_cache(tmp_path, monkeypatch):
@@ -136,6 +138,32 @@ def test_a_different_archive_under_the_same_name_is_not_served_from_the_cache(tm
     os.utime(root / "cifar10" / "c.tar.gz", ns=(1, 1))
     _archive(root / "cifar10" / "c.tar.gz", 200)
     assert int(load_dataset("cifar10", "train", str(root)).images.max()) == 200
+
+
+def _extract_in_child(archive, queue):
+    from tasks.common.data.cifar import _extract
+    try:
+        tree = _extract(archive)
+        queue.put(len(list(tree.rglob("*.png"))))
+    except Exception as error:  # the child reports what the parent must see
+        queue.put(repr(error))
+
+
+def test_parallel_runs_extract_one_archive_without_racing(tmp_path, monkeypatch):
+    """A sweep's arms started together share one cache: none may fail on, or delete, another's tree."""
+    import multiprocessing
+    monkeypatch.setenv("SABN_CACHE_DIR", str(tmp_path / "cache"))
+    _archive(tmp_path / "c.tar.gz", 10, count=200)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    children = [context.Process(target=_extract_in_child, args=(tmp_path / "c.tar.gz", queue)) for _ in range(6)]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=60) for _ in children]
+    for child in children:
+        child.join()
+    assert results == [4 * 200] * 6
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"c-{file_fingerprint(tmp_path / 'c.tar.gz')}"]
 
 
 def test_corrupt_archive_and_image_get_messages_naming_the_file(tmp_path, monkeypatch):
