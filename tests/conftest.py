@@ -25,6 +25,16 @@ def compose(*overrides: str):
     return store_compose(*overrides)
 
 
+def evaluate_cli():
+    """evaluate.py as a module (loaded by path: "evaluate" is also a PyPI package's name), so tests call
+    its ``main(argv)`` in process: same parsing, same one-message errors (SystemExit 2)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sabn_evaluate_cli", ROOT / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def cifar10():
     """CIFAR-10 from the data search path; tests that need it skip when it is absent."""

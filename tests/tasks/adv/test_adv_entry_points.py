@@ -1,37 +1,35 @@
-"""train.py and evaluate.py run the adv smoke preset end to end on real CIFAR-10."""
-import json
-import subprocess
-import sys
-
+"""Training and evaluate.py run the adv smoke preset end to end on real CIFAR-10 (in process)."""
 import pytest
 import torch
 
-from tests.conftest import ROOT
 
-
-def _run(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def test_train_then_evaluate_smoke(tmp_path, cifar10):
+def test_train_then_evaluate_smoke(tmp_path, cifar10, capsys):
+    """Training, then evaluate.py's main on the checkpoint: the same metrics; the wrong norm is one
+    message (exit code 2, no traceback). In process; train.py's command line is exercised by
+    tests/tasks/common/test_fault_injection.py."""
+    from tasks.common.runner import train
+    from tests.conftest import compose, evaluate_cli
     run_dir = tmp_path / "run"
-    done = _run("train.py", "experiment=adv/smoke", "norm=auxbn", f"paths.run_dir={run_dir}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    trained = json.loads(done.stdout[done.stdout.index("{"):])
+    trained = train(compose("experiment=adv/smoke", "norm=auxbn", f"paths.run_dir={run_dir}",
+                            "logger.tensorboard=false", "results.write=false"))
     assert set(trained["metrics"]) >= {"test/clean/clean", "test/adv/clean", "test/adv/pgd2", "test/adv/pgd3"}
     ckpt = run_dir / "checkpoints" / "last.pt"
-    evaluated = _run("evaluate.py", "task=adv", f"ckpt={ckpt}")
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    out = json.loads(evaluated.stdout)
+    evaluate = evaluate_cli()
+    out = evaluate.main(["task=adv", f"ckpt={ckpt}"])
     assert out["metrics"] == pytest.approx(trained["metrics"])
-    wrong = _run("evaluate.py", "task=adv", "norm=saauxbn", f"ckpt={ckpt}")
-    assert wrong.returncode == 2 and "trained with norm 'auxbn'" in wrong.stderr
-    assert "Traceback" not in wrong.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        evaluate.main(["task=adv", "norm=saauxbn", f"ckpt={ckpt}"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "trained with norm 'auxbn'" in err and "Traceback" not in err
 
 
 def test_bad_norm_for_task_is_a_clear_error(tmp_path, cifar10):
-    done = _run("train.py", "experiment=adv/smoke", "norm=sabn", f"paths.run_dir={tmp_path}")
-    assert done.returncode == 2 and "task adv takes norm in" in done.stderr and "Traceback" not in done.stderr
+    from tasks.common.cli import USER_ERRORS
+    from tasks.common.runner import train
+    from tests.conftest import compose
+    with pytest.raises(USER_ERRORS, match="task adv takes norm in"):
+        train(compose("experiment=adv/smoke", "norm=sabn", f"paths.run_dir={tmp_path}", "logger.tensorboard=false"))
 
 
 def test_official_split_is_numpys_seeded_shuffle():

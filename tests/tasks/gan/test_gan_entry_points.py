@@ -1,4 +1,5 @@
-"""train.py / evaluate.py run the GAN smoke preset on real CIFAR-10, with FID and KID."""
+"""Training and evaluate.py on the GAN smoke preset on real CIFAR-10, with FID and KID (in process with a
+stand-in feature network; the real-Inception run through both scripts is marked slow)."""
 import json
 import math
 import subprocess
@@ -14,7 +15,66 @@ def _run(*args):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
+class _StandInFeatures(torch.nn.Module):
+    """A tiny fixed feature network in place of Inception (pytorch-fid's tests mock it likewise): the
+    FID / KID plumbing is under test here, not the weights. 16-d features from 8x8 average pooling."""
+
+    has_logits, source = False, "stand-in"
+
+    def __init__(self, weights=None) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4 * 4, 16)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.linspace(-1, 1, 16 * 48).reshape(16, 48))
+            self.proj.bias.zero_()
+
+    def forward(self, images):
+        return {"pool3": self.proj(torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1))}
+
+
+@pytest.fixture
+def stand_in_inception(tmp_path, monkeypatch, cifar10):
+    """The stand-in network, and a cache of its own (its reference statistics never enter the real one)
+    that shares the decoded CIFAR-10."""
+    from tasks.common.data import cache_dir
+    import tasks.gan.task as gan_task
+    warm, cold = cache_dir(), tmp_path / "cache"
+    cold.mkdir()
+    for entry in warm.iterdir():
+        if entry.name.startswith("cifar10"):
+            (cold / entry.name).symlink_to(entry)
+    monkeypatch.setenv("SABN_CACHE_DIR", str(cold))
+    monkeypatch.setattr(gan_task, "resolve_weights", lambda *a, **k: None)
+    monkeypatch.setattr(gan_task, "FIDInception", _StandInFeatures)
+
+
+def test_train_then_evaluate_smoke_in_process(tmp_path, stand_in_inception, capsys):
+    """Train (FID and KID at the end), evaluate the checkpoint to the same FID, and refuse weights
+    that do not fit a different model with one message (evaluate.py's own handling, exit code 2)."""
+    from tasks.common.runner import train
+    from tests.conftest import evaluate_cli
+    evaluate = evaluate_cli()
+    from tests.conftest import compose
+    run_dir = tmp_path / "run"
+    out = train(compose("experiment=gan/smoke", f"paths.run_dir={run_dir}", "logger.tensorboard=false",
+                        "results.write=false"))
+    metrics = out["metrics"]
+    assert math.isfinite(metrics["fid"]) and metrics["fid"] > 0 and math.isfinite(metrics["kid"])
+    assert metrics["is"] is None and "1008-way" in metrics["is_unavailable"]
+    assert (run_dir / "samples" / "step0000004.png").is_file()
+    evaluated = evaluate.main(["task=gan", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}"])
+    assert evaluated["metrics"]["fid"] == pytest.approx(metrics["fid"], rel=1e-9)
+    assert evaluated["metrics"]["kid"] == pytest.approx(metrics["kid"], rel=1e-9)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        evaluate.main(["task=gan", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}", "task.model=autogan32"])
+    assert exited.value.code == 2 and "weights for 'generator' do not fit the model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_train_then_evaluate_smoke(tmp_path, cifar10):
+    """The same through train.py and evaluate.py with the real FID Inception (the default run has it in
+    tests/tasks/common/test_fault_injection.py)."""
     _need_fid_weights()
     run_dir = tmp_path / "run"
     done = _run("train.py", "experiment=gan/smoke", f"paths.run_dir={run_dir}")
@@ -32,8 +92,12 @@ def test_train_then_evaluate_smoke(tmp_path, cifar10):
 
 
 def test_wrong_class_count_is_a_clear_error(tmp_path, cifar10):
-    done = _run("train.py", "experiment=gan/smoke", "task.num_classes=7", f"paths.run_dir={tmp_path}")
-    assert done.returncode == 2 and "has 10 classes but task.num_classes=7" in done.stderr
+    from tasks.common.cli import USER_ERRORS
+    from tasks.common.runner import train
+    from tests.conftest import compose
+    with pytest.raises(USER_ERRORS, match="has 10 classes but task.num_classes=7"):
+        train(compose("experiment=gan/smoke", "task.num_classes=7", f"paths.run_dir={tmp_path}",
+                      "logger.tensorboard=false", "results.write=false"))
 
 
 def _need_fid_weights():

