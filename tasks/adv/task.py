@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from ..common.data import TensorBatches, load_dataset, random_crop_flip
 from ..common.config import checked
 from ..common.distributed import unwrap, wrap_ddp
 from ..common.seeding import paired_init
-from ..common.task import RunContext, Task, TaskState
+from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .attacks import check_eps, pgd
 from .preact_resnet import PreActResNet
 
@@ -63,6 +63,19 @@ class AdvTaskConfig:
     report_epoch: int = checked(0, ge=0)  # > 0: the final table scores the weights after this many epochs
 
 
+@dataclass
+class AdvExtra(Checkpointed):
+    """Checkpointed: the weights after ``task.report_epoch`` (the ones the final table scores)."""
+    report_model: Optional[Dict[str, torch.Tensor]] = None
+
+
+@dataclass
+class AdvRuntime:
+    """Live objects of an adversarial-training run (rebuilt, not saved)."""
+    forward: Any                                            # the model's forward (DDP-wrapped / compiled)
+    data: Dict[str, Tuple[torch.Tensor, torch.Tensor]]      # 'val' / 'test' -> (uint8 images, labels)
+
+
 class AdvTask(Task):
     name = "adv"
     norms = NORMS
@@ -99,10 +112,11 @@ class AdvTask(Task):
                                 world_size=ctx.dist.world_size)
         optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         state = TaskState(modules={"model": model}, optimizers={"model": optimizer},
-                          iterators={"train": batches})
-        state.runtime["data"] = {"val": (train.images[val_idx][:t.val_examples], train.labels[val_idx][:t.val_examples]),
-                      "test": (test.images[test_idx], test.labels[test_idx])}
-        state.runtime["forward"] = ctx.compiled(wrap_ddp(model, ctx.dist, ctx.device))
+                          iterators={"train": batches}, extra=AdvExtra())
+        state.runtime = AdvRuntime(
+            forward=ctx.compiled(wrap_ddp(model, ctx.dist, ctx.device)),
+            data={"val": (train.images[val_idx][:t.val_examples], train.labels[val_idx][:t.val_examples]),
+                  "test": (test.images[test_idx], test.labels[test_idx])})
         return state
 
     @staticmethod
@@ -139,14 +153,13 @@ class AdvTask(Task):
         return lr
 
     def _inputs(self, ctx: RunContext, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(ctx.device, non_blocking=True).float().div_(255)
-        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+        return ctx.as_input(images.to(ctx.device, non_blocking=True).float().div_(255))
 
     def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
-        t, model = ctx.cfg.task, state.runtime["forward"]
+        t, model = ctx.cfg.task, state.runtime.forward
         images, labels = next(state.iterators["train"])
         # A generator per (seed, rank, step): augmentation does not depend on where a run resumed.
-        augment = torch.Generator().manual_seed((ctx.cfg.trainer.seed * 7919 + ctx.dist.rank) * 10**7 + step)
+        augment = ctx.step_generator(ctx.dist.rank, step)
         x = self._inputs(ctx, random_crop_flip(images, 4, augment))
         y = labels.to(ctx.device)
         lr = self.learning_rate(ctx, state, step)
@@ -168,7 +181,7 @@ class AdvTask(Task):
         ctx.step(loss, optimizer)
         if t.report_epoch and step + 1 == t.report_epoch * state.iterators["train"].batches_per_epoch:
             # The weights the final table scores (the official model_epoch190.pt is saved after 191 epochs).
-            state.extra["report_model"] = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
+            state.extra.report_model = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
         # Tensors, not floats: the runner reads them on the host only when it logs (no sync per step).
         return {"loss": loss.detach(), "loss_clean": loss_clean.detach(), "loss_adv": loss_adv.detach(),
                 "acc_clean": (logits_clean.argmax(1) == y).float().mean(),
@@ -180,8 +193,8 @@ class AdvTask(Task):
         With ``eval_restarts`` > 1 an example counts as robust only if every restart fails (per-example
         worst case); the loss is the worst restart's.
         """
-        t, model = ctx.cfg.task, unwrap(state.runtime["forward"])
-        images, labels = state.runtime["data"][split]
+        t, model = ctx.cfg.task, unwrap(state.runtime.forward)
+        images, labels = state.runtime.data[split]
         gen = torch.Generator(device=ctx.device).manual_seed(t.eval_seed)
         correct, loss_sum = 0, 0.0
         model.eval()
@@ -205,10 +218,10 @@ class AdvTask(Task):
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:
         t = ctx.cfg.task
-        if final and "report_model" in state.extra:
-            model = unwrap(state.runtime["forward"])
+        if final and state.extra.report_model is not None:
+            model = unwrap(state.runtime.forward)
             current = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            model.load_state_dict(state.extra["report_model"])
+            model.load_state_dict(state.extra.report_model)
             try:
                 out = self._scores(state, ctx, ["test"], t.eval_steps)
                 out["report_epoch"] = t.report_epoch

@@ -77,7 +77,7 @@ def _payload(state: TaskState, ctx: RunContext, step: int, best: Dict[str, Any])
         "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
         "schedulers": {k: s.state_dict() for k, s in state.schedulers.items()},
         "iterators": {k: i.state_dict() for k, i in state.iterators.items()},
-        "extra": state.extra,
+        "extra": state.extra.state_dict(),
         "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else {},
         "rng": rng_state(),
         "best": best,
@@ -93,7 +93,11 @@ def _restore(state: TaskState, ctx: RunContext, payload: Dict[str, Any]) -> None
             raise ckpt.CheckpointError(f"checkpoint lacks {group} {sorted(missing)}; it was written by another task or model")
         for name, obj in target.items():
             (unwrap(obj) if group == "modules" else obj).load_state_dict(payload[group][name])
-    state.extra.update(payload["extra"])
+    try:
+        state.extra.load_state_dict(payload["extra"])
+    except KeyError as error:
+        raise ckpt.CheckpointError(f"checkpoint's extra values do not fit this task ({error.args[0]}); "
+                                   "it was written by another task or version") from None
     if ctx.scaler is not None and payload.get("scaler"):
         ctx.scaler.load_state_dict(payload["scaler"])
     set_rng_state(payload["rng"])

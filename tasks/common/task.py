@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -63,6 +63,16 @@ class RunContext:
             with open(self.run_dir / "analysis.jsonl", "a") as handle:
                 handle.write(json.dumps({"step": step + 1, "layers": summary}) + "\n")
 
+    def step_generator(self, stream: int, step: int) -> torch.Generator:
+        """A CPU generator for one random stream at one training step, seeded from (trainer.seed, stream,
+        step) only: a draw (augmentation, crops) never depends on where a run resumed. Each task numbers
+        its streams (adv: the rank, nas: 1, nst: 2)."""
+        return torch.Generator().manual_seed((self.cfg.trainer.seed * 7919 + stream) * 10**7 + step)
+
+    def as_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A float batch on the device, in the run's memory format (channels_last when trainer.channels_last)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.trainer.channels_last else x
+
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         """Move a module to the run's device and memory format."""
         module = module.to(self.device)
@@ -82,15 +92,41 @@ class RunContext:
 
 
 @dataclass
+class Checkpointed:
+    """Base of a task's checkpointed plain values (subclass it as a dataclass): saved as a dict of its
+    fields (tensors, numbers, strings, lists: what ``torch.load(weights_only=True)`` reads back)."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def load_state_dict(self, values: Dict[str, Any]) -> None:
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise KeyError(f"{type(self).__name__} has no field(s) {unknown}")
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
+@dataclass
+class NoExtra(Checkpointed):
+    """A task that checkpoints nothing beyond modules, optimizers, schedulers and iterators."""
+
+
+@dataclass
 class TaskState:
-    """Everything a task trains and must checkpoint. ``extra`` holds plain values and tensors."""
+    """Everything a task trains and must checkpoint, plus its live objects.
+
+    ``extra``: the task's :class:`Checkpointed` dataclass (saved and restored with the run).
+    ``runtime``: the task's own dataclass of live, rebuilt-not-saved objects (data, wrapped forwards).
+    """
 
     modules: Dict[str, torch.nn.Module]
     optimizers: Dict[str, torch.optim.Optimizer] = field(default_factory=dict)
     schedulers: Dict[str, Any] = field(default_factory=dict)
     iterators: Dict[str, Any] = field(default_factory=dict)   # objects with state_dict/load_state_dict
-    extra: Dict[str, Any] = field(default_factory=dict)
-    runtime: Dict[str, Any] = field(default_factory=dict)     # not checkpointed: data, wrapped forwards
+    extra: Checkpointed = field(default_factory=NoExtra)
+    runtime: Any = None
 
 
 class Task:

@@ -17,7 +17,7 @@ from sabn import condition_value_checks
 from ..common.data import TensorBatches, cache_dir, load_dataset
 from ..common.config import checked
 from ..common.distributed import wrap_ddp
-from ..common.task import RunContext, Task, TaskState
+from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .metrics import fid as metrics
 from .metrics.inception import FIDInception, resolve_weights
 from .models.registry import MODELS, build_gan
@@ -73,6 +73,22 @@ class GanTaskConfig:
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 
+@dataclass
+class GanExtra(Checkpointed):
+    """Checkpointed: the fixed noise and labels of the sample sheets."""
+    fixed_z: torch.Tensor
+    fixed_y: torch.Tensor
+
+
+@dataclass
+class GanRuntime:
+    """Live objects of a GAN run (rebuilt, not saved)."""
+    g: Any                                     # the generator's forward (DDP-wrapped / compiled)
+    d: Any                                     # the discriminator's forward
+    data: Any                                  # the training ImageDataset (also the FID reference)
+    inception: Optional[FIDInception] = None   # built at the first evaluation
+
+
 class GanTask(Task):
     name = "gan"
     norms = NORMS
@@ -108,15 +124,14 @@ class GanTask(Task):
                         "discriminator": torch.optim.Adam(d.parameters(), t.lr, betas=tuple(t.betas))},
             iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed, drop_last=t.drop_last,
                                              rank=ctx.dist.rank, world_size=ctx.dist.world_size)},
-            extra={"fixed_z": torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
-                   "fixed_y": torch.arange(rows).repeat_interleave(t.sheet_columns)})
-        state.runtime.update(g=ctx.compiled(wrap_ddp(g, ctx.dist, ctx.device)),
-                             d=ctx.compiled(wrap_ddp(d, ctx.dist, ctx.device)), data=data)
+            extra=GanExtra(fixed_z=torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
+                           fixed_y=torch.arange(rows).repeat_interleave(t.sheet_columns)))
+        state.runtime = GanRuntime(g=ctx.compiled(wrap_ddp(g, ctx.dist, ctx.device)),
+                                   d=ctx.compiled(wrap_ddp(d, ctx.dist, ctx.device)), data=data)
         return state
 
     def _real(self, ctx, images):
-        x = images.to(ctx.device).float().div_(127.5).sub_(1)
-        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+        return ctx.as_input(images.to(ctx.device).float().div_(127.5).sub_(1))
 
     def _noise(self, ctx, n):
         t = ctx.cfg.task
@@ -147,7 +162,7 @@ class GanTask(Task):
 
     def _train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, Any]:
         t = ctx.cfg.task
-        g, d = state.runtime["g"], state.runtime["d"]
+        g, d = state.runtime.g, state.runtime.d
         g_opt, d_opt = state.optimizers["generator"], state.optimizers["discriminator"]
         state.modules["generator"].train()
         images, labels = next(state.iterators["real"])
@@ -183,14 +198,14 @@ class GanTask(Task):
         return g_ema.eval()
 
     def _inception(self, state: TaskState, ctx: RunContext) -> FIDInception:
-        if "inception" not in state.runtime:
+        if state.runtime.inception is None:
             f = ctx.cfg.task.fid
-            state.runtime["inception"] = FIDInception(resolve_weights(f.weights_path, f.allow_download)).to(ctx.device)
-        return state.runtime["inception"]
+            state.runtime.inception = FIDInception(resolve_weights(f.weights_path, f.allow_download)).to(ctx.device)
+        return state.runtime.inception
 
     def _reference(self, state: TaskState, ctx: RunContext, net: FIDInception) -> Dict[str, np.ndarray]:
         cfg, f = ctx.cfg, ctx.cfg.task.fid
-        data = state.runtime["data"] if f.reference_split == "train" else \
+        data = state.runtime.data if f.reference_split == "train" else \
             load_dataset(cfg.data.name, f.reference_split, cfg.data.root, cfg.data.download)
         count = min(f.reference_count, len(data))
         key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source)
@@ -245,7 +260,7 @@ class GanTask(Task):
     def _save_sheet(self, state, ctx, g, step: int) -> None:
         if not ctx.dist.is_main:
             return
-        z, y = state.extra["fixed_z"].to(ctx.device), state.extra["fixed_y"].to(ctx.device)
+        z, y = state.extra.fixed_z.to(ctx.device), state.extra.fixed_y.to(ctx.device)
         images = (g(z, y).float().cpu() + 1) / 2
         grid = make_grid(images.clamp(0, 1), nrow=ctx.cfg.task.sheet_columns, padding=1)
         path = ctx.run_dir / "samples" / f"step{step:07d}.png"
@@ -255,7 +270,7 @@ class GanTask(Task):
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t, f = ctx.cfg.task, ctx.cfg.task.fid
-        source = state.runtime["inception"].source if state is not None and "inception" in state.runtime else None
+        source = state.runtime.inception.source if state is not None and state.runtime.inception is not None else None
         return {"model": t.model, "num_samples": f.num_samples, "reference": f"{ctx.cfg.data.name}/{f.reference_split}",
                 "reference_count": f.reference_count, "inception_weights": source,
                 "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..common.data import TensorBatches, data_search_path, load_dataset, portable_path, random_crop_flip
 from ..common.config import checked
 from ..common.seeding import paired_init
-from ..common.task import RunContext, Task, TaskState
+from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .benchmark import open_benchmark
 from .darts_v2 import unrolled_alpha_gradient
 from .space import OPS, classify_cell, edge_margins, genotype_from_choices, genotype_to_arch_str
@@ -75,6 +75,23 @@ class NasTaskConfig:
     # norms' inits draw different amounts from the global RNG); false keeps the older runs' numbers.
     paired_init: bool = False
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+
+@dataclass
+class NasExtra(Checkpointed):
+    """Checkpointed: the search history (per epoch: cell, ground truth, softmax(alpha), margins) and
+    how the search split was made."""
+    history: List[Dict[str, Any]]
+    split: Optional[str] = None
+
+
+@dataclass
+class NasRuntime:
+    """Live objects of a search (rebuilt, not saved)."""
+    mean: torch.Tensor          # per-channel input normalisation, (1, 3, 1, 1) in [0, 1] units
+    std: torch.Tensor
+    benchmark: Any              # the NAS-Bench-201 ground-truth table
+    forward: Any                # the supernet's forward (compiled when trainer.compile)
 
 
 class NasTask(Task):
@@ -148,13 +165,13 @@ class NasTask(Task):
         state = TaskState(modules={"model": model}, optimizers={"weights": w_opt, "alphas": a_opt},
                           iterators={"train": TensorBatches(w_data, t.batch_size, seed),
                                      "valid": TensorBatches(a_data, t.batch_size, seed + 1)},
-                          extra={"history": [], "split": split_note})
+                          extra=NasExtra(history=[], split=split_note))
         mean, std = MEAN_STD.get(cfg.data.name, MEAN_STD["cifar10"])
-        state.runtime.update(mean=torch.tensor(mean).view(1, 3, 1, 1) / 255,
-                             std=torch.tensor(std).view(1, 3, 1, 1) / 255,
-                             benchmark=open_benchmark(t.benchmark.backend, t.benchmark.path,
-                                                      data_search_path(cfg.data.root)),
-                             forward=ctx.compiled(model))
+        state.runtime = NasRuntime(mean=torch.tensor(mean).view(1, 3, 1, 1) / 255,
+                                   std=torch.tensor(std).view(1, 3, 1, 1) / 255,
+                                   benchmark=open_benchmark(t.benchmark.backend, t.benchmark.path,
+                                                            data_search_path(cfg.data.root)),
+                                   forward=ctx.compiled(model))
         return state
 
     def _epoch_length(self, state: TaskState) -> int:
@@ -177,16 +194,15 @@ class NasTask(Task):
 
     def _inputs(self, ctx, state, images, generator):
         x = random_crop_flip(images, 2 if images.shape[-1] == 16 else 4, generator).float().div_(255)
-        x = ((x - state.runtime["mean"]) / state.runtime["std"]).to(ctx.device)
-        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+        return ctx.as_input(((x - state.runtime.mean) / state.runtime.std).to(ctx.device))
 
     def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
-        t, model, forward = ctx.cfg.task, state.modules["model"], state.runtime["forward"]
+        t, model, forward = ctx.cfg.task, state.modules["model"], state.runtime.forward
         lr, tau = self._schedule(ctx, step // self._epoch_length(state))
         w_opt, a_opt = state.optimizers["weights"], state.optimizers["alphas"]
         for group in w_opt.param_groups:
             group["lr"] = lr
-        gen = torch.Generator().manual_seed((ctx.cfg.trainer.seed * 7919 + 1) * 10**7 + step)
+        gen = ctx.step_generator(1, step)
         xw, yw = next(state.iterators["train"])
         xa, ya = next(state.iterators["valid"])
         xw, xa = self._inputs(ctx, state, xw, gen), self._inputs(ctx, state, xa, gen)
@@ -222,14 +238,14 @@ class NasTask(Task):
         return out
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
-        model, bench = state.modules["model"], state.runtime["benchmark"]
+        model, bench = state.modules["model"], state.runtime.benchmark
         arch = genotype_to_arch_str(genotype_from_choices(model.genotype_choices()))
         dataset = ctx.cfg.task.benchmark.dataset
         test, valid = bench.query(arch, dataset, "test"), None
         if dataset == "cifar10":
             valid = bench.query(arch, dataset, "valid")
         epoch = step // self._epoch_length(state)
-        history: List[Dict[str, Any]] = state.extra["history"]
+        history = state.extra.history
         if not history or history[-1]["epoch"] != epoch:
             probs = model.alphas.detach().softmax(-1).cpu()
             softmax = [[round(float(p), 5) for p in row] for row in probs]
@@ -253,7 +269,7 @@ class NasTask(Task):
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t = ctx.cfg.task
-        return {"split": state.extra.get("split") if state else None,"algorithm": t.algorithm, "supernet": f"C={t.channels} N={t.cells}",
+        return {"split": state.extra.split if state else None, "algorithm": t.algorithm, "supernet": f"C={t.channels} N={t.cells}",
                 "norm": ctx.cfg.norm.name, "norm_layer": self.norm_description(ctx.cfg),
                 "search_epochs": t.stop_epoch, "cosine_T": t.epochs, "batch_size": t.batch_size,
                 "ground_truth": f"{t.benchmark.backend}:{t.benchmark.dataset} (test = NAS-Bench-201 200-epoch "

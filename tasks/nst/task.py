@@ -15,7 +15,7 @@ from ..common.assets import resolve_asset
 from ..common.data import TensorBatches, data_search_path
 from ..common.config import checked
 from ..common.distributed import wrap_ddp
-from ..common.task import RunContext, Task, TaskState
+from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .images import ImageStream, list_images, load_resized
 from .vgg import decoder, load_encoder
 
@@ -84,6 +84,20 @@ class Stylizer(torch.nn.Module):
         return target, self.decoder(target)
 
 
+@dataclass
+class NstExtra(Checkpointed):
+    """Checkpointed: the names of the validation content and style images."""
+    files: Dict[str, List[str]]
+
+
+@dataclass
+class NstRuntime:
+    """Live objects of a style-transfer run (rebuilt, not saved)."""
+    encoder: Any                # the frozen VGG encoder (its .source says which weights)
+    val: tuple                  # the validation pairs: ("memory", contents, styles) or a streaming source
+    forward: Any                # the Stylizer's forward (DDP-wrapped / compiled)
+
+
 class NstTask(Task):
     name = "nst"
     norms = NORMS
@@ -126,9 +140,9 @@ class NstTask(Task):
             val = ("memory", cv.repeat_interleave(len(sv), 0), sv.repeat(len(cv), 1, 1, 1))
         state = TaskState(modules={"decoder": dec, "norm": norm},
                           optimizers={"decoder": torch.optim.Adam(params, lr=t.lr)}, iterators=iterators,
-                          extra={"files": {"content_val": [p.name for p in c_val], "style_val": [p.name for p in s_val]}})
-        state.runtime.update(encoder=encoder, val=val,
-                             forward=ctx.compiled(wrap_ddp(Stylizer(norm, dec), ctx.dist, ctx.device)))
+                          extra=NstExtra(files={"content_val": [p.name for p in c_val], "style_val": [p.name for p in s_val]}))
+        state.runtime = NstRuntime(encoder=encoder, val=val,
+                                   forward=ctx.compiled(wrap_ddp(Stylizer(norm, dec), ctx.dist, ctx.device)))
         return state
 
     @staticmethod
@@ -156,7 +170,7 @@ class NstTask(Task):
 
     def _val_batches(self, state: TaskState, ctx: RunContext):
         """(content, style) uint8 batches of centre crops: memory pairs, or streamed file pairs."""
-        t, val = ctx.cfg.task, state.runtime["val"]
+        t, val = ctx.cfg.task, state.runtime.val
         if val[0] == "memory":
             for i in range(0, len(val[1]), t.val_batch_size):
                 yield val[1][i:i + t.val_batch_size], val[2][i:i + t.val_batch_size]
@@ -175,23 +189,22 @@ class NstTask(Task):
 
     def losses(self, state: TaskState, ctx: RunContext, content: torch.Tensor, style: torch.Tensor):
         """Weighted content and style losses of one batch (images in [0, 1] on the device)."""
-        t, enc = ctx.cfg.task, state.runtime["encoder"]
+        t, enc = ctx.cfg.task, state.runtime.encoder
         with torch.no_grad():
             s_feats = enc(style)
             c_feat = enc(content)[-1]
-        target, generated = state.runtime["forward"](c_feat, s_feats[-1])
+        target, generated = state.runtime.forward(c_feat, s_feats[-1])
         g_feats = enc(generated)
         loss_c = F.mse_loss(g_feats[-1], target) * t.content_weight
         loss_s = style_loss(g_feats, s_feats) * t.style_weight
         return loss_c, loss_s, generated
 
     def _to_device(self, ctx, images):
-        x = images.to(ctx.device).float().div_(255)
-        return x.contiguous(memory_format=torch.channels_last) if ctx.cfg.trainer.channels_last else x
+        return ctx.as_input(images.to(ctx.device).float().div_(255))
 
     def train_step(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, float]:
         t = ctx.cfg.task
-        gen = torch.Generator().manual_seed((ctx.cfg.trainer.seed * 7919 + 2) * 10**7 + step)
+        gen = ctx.step_generator(2, step)
         (content,), (style,) = next(state.iterators["content"]), next(state.iterators["style"])
         n = min(len(content), len(style))
         content = self._to_device(ctx, self._crops(content[:n], t.crop_size, gen))
@@ -242,14 +255,14 @@ class NstTask(Task):
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t = ctx.cfg.task
-        enc = state.runtime["encoder"].source if state is not None else None
+        enc = state.runtime.encoder.source if state is not None else None
         return {"encoder": enc, "norm": ctx.cfg.norm.name, "crop_size": t.crop_size, "load_size": t.load_size,
                 "weights": {"content": t.content_weight, "style": t.style_weight},
                 "validation": ("every val content x val style pair" if t.data == "memory" else
                                "val content i with val style i until the shorter list ends"
                                + (f" (at most {t.val_max_pairs})" if t.val_max_pairs else "")) + ", centre crops, weighted losses",
                 "data": t.data,
-                "val_files": state.extra["files"] if state is not None else None}
+                "val_files": state.extra.files if state is not None else None}
 
 
 TASK = NstTask()

@@ -70,6 +70,18 @@ def test_a_shorter_run_is_refused_and_a_longer_one_continues(tmp_path, cifar10):
     assert out["status"] == "completed" and load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 6
 
 
+def test_a_checkpoint_whose_extra_values_do_not_fit_the_task_is_refused(tmp_path, cifar10):
+    """The checkpointed extra values are the task's typed dataclass: a key it lacks is one message."""
+    from tasks.common.checkpoint import save_checkpoint
+    train(_cfg(tmp_path, "trainer.steps=2"))
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert set(payload["extra"]) == {"report_model"}
+    payload["extra"]["fixed_z"] = torch.zeros(2)
+    save_checkpoint(payload, tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match=r"extra values do not fit this task .*AdvExtra has no field\(s\) \['fixed_z'\]"):
+        train(_cfg(tmp_path, "trainer.steps=4"))
+
+
 def test_a_held_run_directory_is_refused_with_the_holders_pid(tmp_path, cifar10):
     with RunLock(tmp_path):
         with pytest.raises(RunDirError, match=f"in use by process {os.getpid()}"):
