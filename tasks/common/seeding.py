@@ -1,10 +1,11 @@
 """Seeding of every random source, and RNG-state capture for exact resume."""
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator
 
 import numpy as np
 import torch
@@ -91,3 +92,29 @@ def paired_init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
             if any(True for _ in module.parameters(recurse=False)):
                 module.reset_parameters()
     return model
+
+
+def rng_isolated(make: Callable[..., torch.nn.Module], seed: int) -> Callable[..., torch.nn.Module]:
+    """``make`` (a norm constructor) whose calls draw from streams of their own (the i-th call from
+    one seeded by ``seed`` and i) and leave the global RNG as it was. Two arms that differ only in
+    their norm layers then build every other layer, spectral-norm vectors included, from the same
+    global draws, and train on the same noise and labels afterwards: the GAN's paired initialisation,
+    which keeps each model's own init scheme (``paired_init`` would replace it with the defaults).
+    Init functions that re-draw norm parameters take them from ``own_stream(layer)``."""
+    calls = itertools.count()
+
+    def build(*args: Any, **kwargs: Any) -> torch.nn.Module:
+        own = int(seed) * 1_000_003 + 104_729 + next(calls)
+        with isolated_rng():
+            torch.manual_seed(own)
+            module = make(*args, **kwargs)
+        module.init_seed = own + 1   # a model's own init scheme re-draws this layer from here (own_stream)
+        return module
+    return build
+
+
+def own_stream(module: torch.nn.Module) -> Any:
+    """The generator a model's init function draws ``module``'s parameters from: the layer's own stream
+    when it was built by ``rng_isolated`` (paired arms), else None (the global RNG, as always)."""
+    seed = getattr(module, "init_seed", None)
+    return None if seed is None else torch.Generator().manual_seed(seed)

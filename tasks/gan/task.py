@@ -17,6 +17,7 @@ from sabn import condition_value_checks
 from ..common.data import TensorBatches, cache_dir, load_dataset
 from ..common.config import checked
 from ..common.distributed import wrap_ddp
+from ..common.seeding import isolated_rng, rng_isolated
 from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .metrics import fid as metrics
 from .metrics.inception import FIDInception, resolve_weights
@@ -70,6 +71,9 @@ class GanTaskConfig:
     # in each batch, up to one, and exactly in the evaluation samples): per-class comparisons then do
     # not inherit label-count noise.
     labels: str = checked("uniform", choices=("uniform", "balanced"))
+    # Paired arms: norm layers draw their init from streams of their own, so the arms of one seed
+    # (CCBN vs SaBN) start from the same G and D weights and see the same noise, labels and data.
+    paired_init: bool = False
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 
@@ -108,7 +112,11 @@ class GanTask(Task):
         if resolution and data.images.shape[-1] != resolution:
             raise ValueError(f"model {t.model} makes {resolution} px images; data set '{cfg.data.name}' "
                              f"has {data.images.shape[-1]} px")
-        make_norm = self.norm_layer(cfg, num_conditions=t.num_classes)
+        if t.paired_init:   # norm_layer's option check builds a probe layer: keep its draws off the global RNG too
+            with isolated_rng():
+                make_norm = rng_isolated(self.norm_layer(cfg, num_conditions=t.num_classes), cfg.trainer.seed)
+        else:
+            make_norm = self.norm_layer(cfg, num_conditions=t.num_classes)
         g, d = build_gan(t.model, make_norm, t.num_classes, t.g_ch, t.d_ch, t.z_dim, t.sn_update)
         g, d = ctx.prepare(g), ctx.prepare(d)
         g_ema = copy.deepcopy(g).requires_grad_(False)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from sabn import ConditionalBatchNorm2d
 
+from ...common.seeding import own_stream
 from .blocks import AutoGANCell, DisBlock, GenBlock, NormLayer, OptimizedDisBlock
 from .spectral import apply_spectral_norm
 
@@ -22,7 +23,7 @@ def init_weights(module: nn.Module) -> None:
         if isinstance(m, nn.Conv2d):
             nn.init.xavier_uniform_(m.weight, 1.0)
         elif "BatchNorm2d" in type(m).__name__ and getattr(m, "weight", None) is not None:
-            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.normal_(m.weight, 1.0, 0.02, generator=own_stream(m))
             nn.init.zeros_(m.bias)
 
 
@@ -37,7 +38,7 @@ def init_n02(module: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, 0.0, 0.02)
         elif isinstance(m, ConditionalBatchNorm2d) and m.condition_bias is not None:
-            nn.init.normal_(m.condition_bias, 0.0, 0.02)
+            nn.init.normal_(m.condition_bias, 0.0, 0.02, generator=own_stream(m))
 
 
 INITS: Dict[str, Callable[[nn.Module], None]] = {"xavier": init_weights, "n02": init_n02}

@@ -103,3 +103,29 @@ def test_upsample2x_equals_interpolate_forward_and_backward(fmt):
     (gx_ref,) = torch.autograd.grad(y_ref, x_ref, g)
     assert torch.equal(y, y_ref)
     torch.testing.assert_close(gx, gx_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["sngan32", "biggan32"])
+def test_paired_init_gives_ccbn_and_sabn_arms_the_same_weights_and_noise(model, tmp_path):
+    """task.paired_init: norm layers draw from streams of their own, so the arms of one seed share
+    every non-norm weight and spectral-norm vector, and the global RNG (noise, labels) after the
+    build; without it the SaBN arm's extra draws shift everything after its first norm layer."""
+    from tasks.common.distributed import DistInfo
+    from tasks.common.logging import MetricsLogger
+    from tasks.common.task import RunContext, get_task
+    from tests.conftest import compose
+
+    def build(norm, paired):
+        cfg = compose("experiment=gan/smoke", f"norm={norm}", f"task.model={model}", f"task.paired_init={paired}",
+                      "task.g_ch=8", "task.d_ch=8")
+        torch.manual_seed(0)
+        ctx = RunContext(cfg, torch.device("cpu"), DistInfo(), MetricsLogger(tmp_path, enabled=False), tmp_path)
+        modules = get_task("gan").build(ctx).modules
+        return {f"{n}.{k}": v for n, m in modules.items() for k, v in m.state_dict().items()}, torch.rand(4)
+
+    for paired in (True, False):
+        (a, rng_a), (b, rng_b) = build("ccbn", paired), build("sabn", paired)
+        shared = [k for k in a if k in b and ".b1." not in k and ".b2." not in k]
+        same = all(torch.equal(a[k], b[k]) for k in shared) and torch.equal(rng_a, rng_b)
+        assert same == paired, f"paired_init={paired}"
+    assert any("discriminator" in k for k in shared) and any(k.endswith("_u") for k in shared)
