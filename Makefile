@@ -46,9 +46,9 @@ reproduce-cpu: $(STAMP)
 
 # Tables, plots and results/README.md from the committed result files.
 report: $(STAMP)
-	$(PY) scripts/make_tables.py adv nas gan nst
-	$(PY) scripts/plot_results.py adv nas gan nst
-	$(PY) scripts/plot_analysis.py gan nas
+	$(PY) scripts/make_tables.py
+	$(PY) scripts/plot_results.py
+	$(PY) scripts/plot_analysis.py
 	$(PY) scripts/make_report.py
 
 clean:

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from sabn.registry import get_norm_spec, list_norms  # noqa: E402
 from tasks.common.report_spec import task_report  # noqa: E402
+from tasks.common.task import task_names  # noqa: E402
 
 NORM_ORDER = list_norms()   # registration order: a baseline before its sandwich variant
 SANDWICH = tuple(n for n in NORM_ORDER if get_norm_spec(n).sandwich)   # the paper's arms, paired against the others
@@ -214,4 +215,4 @@ def main(tasks) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["adv"])
+    main(sys.argv[1:] or task_names())

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_tables import NORM_ORDER, ROOT, load  # noqa: E402
+from make_tables import NORM_ORDER, ROOT, load, task_names  # noqa: E402
 
 
 def collect(runs):
@@ -139,6 +139,6 @@ def plot_controlled(task: str) -> None:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["gan", "nas"]:
+    for name in sys.argv[1:] or task_names():   # tasks without analysis records draw nothing
         plot(name)
         plot_controlled(name)

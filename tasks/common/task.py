@@ -139,6 +139,7 @@ class Task:
     name: str = ""
     schema: type = object
     norms: Tuple[str, ...] = ()       # the norm config names this task accepts
+    sweep_norms: Tuple[str, ...] = ()  # the arms scripts/reproduce.sh compares by default (empty: all of norms)
     # norm config name -> (registry name, default options) where the task's paper setting differs
     # from the registry's (NAS: 'sabn' is the split-statistics variant, 'bn' has no affine)
     norm_variants: Dict[str, Tuple[str, Dict[str, Any]]] = {}

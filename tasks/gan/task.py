@@ -96,6 +96,7 @@ class GanRuntime:
 class GanTask(Task):
     name = "gan"
     norms = NORMS
+    sweep_norms = ("ccbn", "sabn")   # the paper's comparison; bn is an unconditional reference
     schema = GanTaskConfig
     score_key = "fid"
     score_mode = "min"

@@ -97,6 +97,7 @@ class NasRuntime:
 class NasTask(Task):
     name = "nas"
     norms = tuple(NORMS)
+    sweep_norms = ("bn", "ccbn", "sabn")   # split_sabn is sabn's registry name here, not another arm
     norm_variants = NORMS
     schema = NasTaskConfig
     score_key = ""                    # the paper reports the last epoch's genotype; no 'best'
