@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 
-from ..common.data import TensorBatches, load_dataset, random_crop_flip
+from ..common.data import load_dataset, random_crop_flip
 from ..common.config import checked
 from ..common.distributed import unwrap, wrap_ddp
 from ..common.seeding import paired_init
@@ -107,9 +107,8 @@ class AdvTask(Task):
         test_n = min(cfg.data.test_subset or t.test_examples, len(test))
         # Subsets are the first n of a fixed permutation: folder-tree copies are sorted by class.
         test_idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:test_n]
-        batches = TensorBatches((train.images[train_idx], train.labels[train_idx]), t.batch_size,
-                                seed=cfg.trainer.seed, drop_last=t.drop_last, rank=ctx.dist.rank,
-                                world_size=ctx.dist.world_size)
+        batches = ctx.batches((train.images[train_idx], train.labels[train_idx]), t.batch_size, 0,
+                              drop_last=t.drop_last, rank=ctx.dist.rank, world_size=ctx.dist.world_size)
         optimizer = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         state = TaskState(modules={"model": model}, optimizers={"model": optimizer},
                           iterators={"train": batches}, extra=AdvExtra())

@@ -90,7 +90,7 @@ class TrainerConfig:
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False
-    seed: int = 0
+    seed: int = checked(0, ge=0)
     resume: bool = True              # continue from <run_dir>/checkpoints/last.pt when present
     allow_config_change: bool = False
     num_threads: int = checked(0, ge=0)  # torch threads on CPU (0: leave torch's default)
@@ -106,6 +106,10 @@ class DataConfig:
     test_subset: int = checked(0, ge=0)
     num_workers: int = checked(0, ge=0)  # data is preloaded as tensors; workers are rarely useful
     download: bool = True            # fetch CIFAR with torchvision when no copy is found (needs network)
+    # Batch orders: "independent" (each (seed, iterator, epoch) its own permutation) or "legacy" (seed +
+    # iterator + epoch: seeds and iterators replayed each other's orders one epoch apart), which the
+    # presets of results made with it keep so that their commands reproduce them.
+    order: str = checked("independent", choices=("independent", "legacy"))
 
 
 @dataclass
@@ -188,10 +192,18 @@ def validate(cfg: DictConfig, task_schema) -> DictConfig:
     return merged
 
 
+# What runs made before a key existed did, where that differs from the key's default now: a
+# checkpoint without the key resumes only under this value (it would otherwise change course silently).
+BEFORE_KEY = {("data", "order"): "legacy"}
+
+
 def schema_defaults(task_schema) -> Dict[str, Any]:
-    """Every key's default (run and task schemas) as a plain dict, shaped like a resolved config."""
+    """Every key's default (run and task schemas) as a plain dict, shaped like a resolved config; for
+    the keys of ``BEFORE_KEY``, the behaviour of runs made before the key existed."""
     out = OmegaConf.to_container(OmegaConf.structured(RunConfig), resolve=False)
     out["task"] = OmegaConf.to_container(OmegaConf.structured(task_schema), resolve=False)
+    for (group, key), value in BEFORE_KEY.items():
+        out[group][key] = value
     return out
 
 

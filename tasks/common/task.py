@@ -69,6 +69,13 @@ class RunContext:
         its streams (adv: the rank, nas: 1, nst: 2)."""
         return torch.Generator().manual_seed((self.cfg.trainer.seed * 7919 + stream) * 10**7 + step)
 
+    def batches(self, tensors: Tuple[torch.Tensor, ...], batch_size: int, stream: int, **options: Any):
+        """Shuffled, resumable batches over in-memory tensors: iterator number ``stream`` of this run
+        (each of a run's iterators its own number), ordered by trainer.seed and data.order."""
+        from .data import TensorBatches
+        return TensorBatches(tensors, batch_size, self.cfg.trainer.seed, stream=stream, order=self.cfg.data.order,
+                             **options)
+
     def as_input(self, x: torch.Tensor) -> torch.Tensor:
         """A float batch on the device, in the run's memory format (channels_last when trainer.channels_last)."""
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.trainer.channels_last else x

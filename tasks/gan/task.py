@@ -14,7 +14,7 @@ from torchvision.utils import make_grid, save_image
 from sabn import condition_value_checks
 
 
-from ..common.data import TensorBatches, cache_dir, load_dataset
+from ..common.data import cache_dir, load_dataset
 from ..common.config import checked
 from ..common.distributed import wrap_ddp
 from ..common.seeding import isolated_rng, rng_isolated
@@ -131,7 +131,7 @@ class GanTask(Task):
             modules={"generator": g, "discriminator": d, "generator_ema": g_ema},
             optimizers={"generator": torch.optim.Adam(g.parameters(), t.lr, betas=tuple(t.betas)),
                         "discriminator": torch.optim.Adam(d.parameters(), t.lr, betas=tuple(t.betas))},
-            iterators={"real": TensorBatches((images, labels), t.d_batch_size, cfg.trainer.seed, drop_last=t.drop_last,
+            iterators={"real": ctx.batches((images, labels), t.d_batch_size, 0, drop_last=t.drop_last,
                                              rank=ctx.dist.rank, world_size=ctx.dist.world_size)},
             extra=GanExtra(fixed_z=torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
                            fixed_y=torch.arange(rows).repeat_interleave(t.sheet_columns)))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 
-from ..common.data import TensorBatches, data_search_path, load_dataset, portable_path, random_crop_flip
+from ..common.data import data_search_path, load_dataset, portable_path, random_crop_flip
 from ..common.config import checked
 from ..common.seeding import paired_init
 from ..common.task import Checkpointed, RunContext, Task, TaskState
@@ -162,10 +162,9 @@ class NasTask(Task):
         w_opt = torch.optim.SGD(model.weight_parameters(), lr=t.w_lr, momentum=t.w_momentum,
                                 weight_decay=t.w_weight_decay, nesterov=t.nesterov)
         a_opt = torch.optim.Adam([model.alphas], lr=t.a_lr, betas=tuple(t.a_betas), weight_decay=t.a_weight_decay)
-        seed = cfg.trainer.seed
         state = TaskState(modules={"model": model}, optimizers={"weights": w_opt, "alphas": a_opt},
-                          iterators={"train": TensorBatches(w_data, t.batch_size, seed),
-                                     "valid": TensorBatches(a_data, t.batch_size, seed + 1)},
+                          iterators={"train": ctx.batches(w_data, t.batch_size, 0),
+                                     "valid": ctx.batches(a_data, t.batch_size, 1)},
                           extra=NasExtra(history=[], split=split_note))
         mean, std = MEAN_STD.get(cfg.data.name, MEAN_STD["cifar10"])
         state.runtime = NasRuntime(mean=torch.tensor(mean).view(1, 3, 1, 1) / 255,

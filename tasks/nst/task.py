@@ -12,7 +12,7 @@ from torchvision.utils import make_grid, save_image
 from sabn.functional import instance_stats
 
 from ..common.assets import resolve_asset
-from ..common.data import TensorBatches, data_search_path
+from ..common.data import data_search_path
 from ..common.config import checked
 from ..common.distributed import wrap_ddp
 from ..common.task import Checkpointed, RunContext, Task, TaskState
@@ -133,8 +133,8 @@ class NstTask(Task):
             val = ("stream", pairs, iterators["content"])
         else:
             load = lambda files: load_resized(files, t.load_size, t.min_image_size)  # noqa: E731
-            iterators = {"content": TensorBatches((load(c_train),), t.batch_size, seed, drop_last=False),
-                         "style": TensorBatches((load(s_train),), t.batch_size, seed + 1, drop_last=False)}
+            iterators = {"content": ctx.batches((load(c_train),), t.batch_size, 0, drop_last=False),
+                         "style": ctx.batches((load(s_train),), t.batch_size, 1, drop_last=False)}
             # Fixed validation pairs: every val content x val style, centre crops.
             cv, sv = self._centre(t, load(c_val)), self._centre(t, load(s_val))
             val = ("memory", cv.repeat_interleave(len(sv), 0), sv.repeat(len(cv), 1, 1, 1))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterator, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,17 +21,38 @@ def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -
     return torch.gather(torch.gather(padded, 2, rows), 3, cols)
 
 
+ORDERS = ("independent", "legacy")
+
+
+def epoch_seed(seed: int, stream: int, epoch: int, order: str = "independent") -> int:
+    """The seed of one epoch's permutation of one iterator (``stream``) of a run seeded ``seed``.
+
+    ``independent``: a SeedSequence of (seed, stream, epoch): no two (seed, stream, epoch) share an
+    order. ``legacy``: ``seed + stream + epoch``, the scheme of runs before it (seed s's epoch e + 1
+    was seed s + 1's epoch e, and a run's second iterator replayed its first one epoch ahead); kept
+    so that the committed results' commands reproduce their numbers (``data.order=legacy``).
+    """
+    if order == "legacy":
+        return int(seed) + int(stream) + int(epoch)
+    if order != "independent":
+        raise ValueError(f"data order '{order}' is not one of {ORDERS}")
+    return int(np.random.SeedSequence([int(seed), int(stream), int(epoch)]).generate_state(1, np.uint64)[0] >> 1)
+
+
 class TensorBatches:
     """Shuffled mini-batches over in-memory tensors, epoch after epoch, with a saveable position.
 
-    The permutation of each epoch comes from a private generator seeded with ``seed + epoch``, so
-    the order depends only on (seed, epoch, position) and resumes exactly from ``state_dict()``.
+    The permutation of each epoch comes from a private generator seeded by ``epoch_seed(seed, stream,
+    epoch, order)``, so the order depends only on (seed, stream, epoch, position) and resumes exactly
+    from ``state_dict()``; a run's iterators take different ``stream`` numbers.
     With ``world_size > 1`` each rank takes its own strided share (a distributed sampler).
     """
 
     def __init__(self, tensors: Tuple[Tensor, ...], batch_size: int, seed: int, drop_last: bool = True,
-                 shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
-        self.tensors, self.batch_size, self.seed = tensors, batch_size, seed
+                 shuffle: bool = True, rank: int = 0, world_size: int = 1, stream: int = 0,
+                 order: str = "independent") -> None:
+        epoch_seed(seed, stream, 0, order)   # an unknown order fails here, not at the first batch
+        self.tensors, self.batch_size, self.seed, self.stream, self.order = tensors, batch_size, seed, stream, order
         self.drop_last, self.shuffle, self.rank, self.world_size = drop_last, shuffle, rank, world_size
         self.epoch, self.position = 0, 0
         n = len(tensors[0]) // world_size
@@ -41,7 +63,8 @@ class TensorBatches:
     def _order(self) -> Tensor:
         n = len(self.tensors[0])
         if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.stream, self.epoch, self.order))
+            order = torch.randperm(n, generator=generator)
         else:
             order = torch.arange(n)
         return order[self.rank: n - n % self.world_size: self.world_size]

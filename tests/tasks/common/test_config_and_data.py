@@ -72,6 +72,42 @@ def test_tensor_batches_resume_exactly_and_cover_each_epoch():
     assert all(torch.equal(next(b)[0], next(c)[0]) for _ in range(6))
 
 
+def _epoch_orders(batches, epochs):
+    return [torch.cat([next(batches)[0] for _ in range(batches.batches_per_epoch)]) for _ in range(epochs)]
+
+
+def test_independent_orders_share_no_epoch_across_seeds_and_iterators_and_legacy_keeps_the_old_ones():
+    data = (torch.arange(64),)
+    orders = {(seed, stream): _epoch_orders(TensorBatches(data, 8, seed, stream=stream), 4)
+              for seed in range(3) for stream in range(2)}
+    flat = [tuple(o.tolist()) for run in orders.values() for o in run]
+    assert len(set(flat)) == len(flat), "every (seed, iterator, epoch) its own permutation"
+    legacy = {(seed, stream): _epoch_orders(TensorBatches(data, 8, seed, stream=stream, order="legacy"), 4)
+              for seed in range(2) for stream in range(2)}
+    old = lambda seed, epoch: torch.randperm(64, generator=torch.Generator().manual_seed(seed + epoch))  # noqa: E731
+    assert all(torch.equal(legacy[(s, k)][e], old(s + k, e)) for s in range(2) for k in range(2) for e in range(4))
+    # The flaw the legacy order has: seed 0's epoch 1 is seed 1's epoch 0, and a run's second
+    # iterator (stream 1) replays its first one an epoch ahead.
+    assert torch.equal(legacy[(0, 0)][1], legacy[(1, 0)][0]) and torch.equal(legacy[(0, 1)][0], legacy[(0, 0)][1])
+    with pytest.raises(ValueError, match="data order 'shuffled' is not one of"):
+        TensorBatches(data, 8, 0, order="shuffled")
+
+
+def test_a_run_from_before_data_order_existed_resumes_only_in_the_legacy_order(tmp_path, cifar10):
+    from tasks.common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from tasks.common.runner import train
+    from tests.conftest import compose
+    run = lambda *extra: train(compose("experiment=adv/smoke", f"paths.run_dir={tmp_path}",  # noqa: E731
+                                       "logger.tensorboard=false", *extra))
+    run("trainer.steps=2", "data.order=legacy")
+    payload = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    del payload["config"]["data"]["order"]   # as written before the key existed
+    save_checkpoint(payload, tmp_path / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="data.order: '<missing>' -> 'independent'"):
+        run("trainer.steps=4")
+    assert run("trainer.steps=4", "data.order=legacy")["status"] == "completed"
+
+
 def test_random_crop_flip_keeps_content():
     img = torch.arange(2 * 3 * 8 * 8).reshape(2, 3, 8, 8).float()
     out = random_crop_flip(img, 0, torch.Generator().manual_seed(0))
