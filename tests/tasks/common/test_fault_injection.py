@@ -1,7 +1,8 @@
 """Fault injection on every task's smoke preset, through train.py in subprocesses: an uninterrupted run
-on a cold model cache, then kill -9 at a random step after the first evaluation and SIGTERM at
-another, each resumed; all end with the same weights and metrics. (SABN_FAULT makes the runner kill
-itself right after a training step: a kill -9 anywhere in that step loses the same work.)"""
+on a cold model cache, then one run interrupted by SIGTERM at an early step, resumed, killed with
+kill -9 at a step after the first evaluation, and resumed to its end: both end with the same weights
+and metrics. (SABN_FAULT makes the runner kill itself right after a training step: a kill -9
+anywhere in that step loses the same work.)"""
 import hashlib
 import json
 import os
@@ -85,11 +86,18 @@ def test_kill_and_sigterm_then_resume_match_an_uninterrupted_run(task, caches, t
     after_eval = rng.randint(evals[0] + 1, steps - 1) if evals and evals[0] < steps - 1 else rng.randint(1, steps - 1)
     expected, metrics = _state_hash(tmp_path / "straight"), _final_metrics(tmp_path / "straight")
 
-    for kind, at, code in (("kill", after_eval, -9), ("term", rng.randint(1, steps - 1), 128 + 15)):
-        run_dir = tmp_path / kind
-        interrupted = _train(task, run_dir, warm, f"{kind}@{at}")
-        assert interrupted.returncode == code, (kind, at, interrupted.returncode, interrupted.stderr[-2000:])
+    # One chain, so each fault costs one process start and no repeated work: SIGTERM at an early
+    # step, resume, kill -9 after the first evaluation, resume to the end (when the kill step leaves
+    # no room before it, SIGTERM gets a chain of its own).
+    term_at = rng.randint(1, after_eval - 1) if after_eval > 1 else rng.randint(1, steps - 1)
+    chains = [[("term", term_at, 128 + 15), ("kill", after_eval, -9)]] if term_at < after_eval else \
+        [[("kill", after_eval, -9)], [("term", term_at, 128 + 15)]]
+    for number, chain in enumerate(chains):
+        run_dir = tmp_path / f"chain{number}"
+        for kind, at, code in chain:
+            interrupted = _train(task, run_dir, warm, f"{kind}@{at}")
+            assert interrupted.returncode == code, (kind, at, interrupted.returncode, interrupted.stderr[-2000:])
         resumed = _train(task, run_dir, warm)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
-        assert _state_hash(run_dir) == expected, f"{task}: {kind} at step {at} then resume differs"
-        assert _final_metrics(run_dir) == metrics, f"{task}: {kind} at step {at} then resume: other metrics"
+        assert _state_hash(run_dir) == expected, f"{task}: {chain} then resume differs"
+        assert _final_metrics(run_dir) == metrics, f"{task}: {chain} then resume: other metrics"
