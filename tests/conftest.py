@@ -25,14 +25,21 @@ def compose(*overrides: str):
     return store_compose(*overrides)
 
 
-def evaluate_cli():
-    """evaluate.py as a module (loaded by path: "evaluate" is also a PyPI package's name), so tests call
-    its ``main(argv)`` in process: same parsing, same one-message errors (SystemExit 2)."""
+def script(relative_path: str):
+    """A command-line script of the repository as a module (loaded by path: "evaluate" is also a PyPI
+    package's name), so tests call its ``main(argv)`` in process: same parsing, same one-message
+    errors (SystemExit 2)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("sabn_evaluate_cli", ROOT / "evaluate.py")
+    path = ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(f"sabn_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def evaluate_cli():
+    """evaluate.py as a module (see ``script``)."""
+    return script("evaluate.py")
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,11 @@
 state dicts here are written in the official key layout by hand (from its model code), converted,
 and checked tensor by tensor and against the official layers' formulas; then through
 scripts/convert_official.py and evaluate.py."""
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import ROOT, compose
+from tests.conftest import compose
 
 
 def _bn(prefix, c, affine=True):
@@ -130,19 +126,17 @@ def test_official_adv_model_converts(norm):
         assert torch.equal(ours["layers.0.norm1.condition_weight"][1], sd["layer1.0.bn1.bn_list.1.weight"])
 
 
-def test_convert_script_then_evaluate(tmp_path, cifar10):
+def test_convert_script_then_evaluate(tmp_path, cifar10, capsys):
+    """scripts/convert_official.py then evaluate.py, through their main functions (in process)."""
+    from tests.conftest import evaluate_cli, script
     torch.manual_seed(0)
     torch.save(official_preact("saauxbn"), tmp_path / "official.pt")
     out = tmp_path / "ours.pt"
-    done = subprocess.run([sys.executable, "scripts/convert_official.py", "adv", str(tmp_path / "official.pt"), str(out),
-                           "experiment=adv/smoke", "norm=saauxbn"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout)["norm"] == "saauxbn"
-    again = subprocess.run([sys.executable, "scripts/convert_official.py", "adv", str(tmp_path / "official.pt"), str(out)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "exists" in again.stderr
-    evaluated = subprocess.run([sys.executable, "evaluate.py", f"ckpt={out}", "task.test_examples=32", "task.eval_steps=[1]"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    metrics = json.loads(evaluated.stdout)["metrics"]
+    convert = script("scripts/convert_official.py")
+    assert convert.main(["adv", str(tmp_path / "official.pt"), str(out), "experiment=adv/smoke", "norm=saauxbn"])["norm"] == "saauxbn"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as again:
+        convert.main(["adv", str(tmp_path / "official.pt"), str(out)])
+    assert again.value.code == 2 and "exists" in capsys.readouterr().err
+    metrics = evaluate_cli().main([f"ckpt={out}", "task.test_examples=32", "task.eval_steps=[1]"])["metrics"]
     assert 0 <= metrics["test/adv/pgd1"] <= 100

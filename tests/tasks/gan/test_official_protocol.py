@@ -67,12 +67,15 @@ def test_reference_statistics_file_is_read_and_checked(tmp_path):
     import numpy as np
     from tasks.gan.metrics.fid import frechet_distance, load_reference_statistics
     rng = np.random.default_rng(0)
-    mu, a = rng.normal(size=2048), rng.normal(size=(2048, 64))
-    sigma = a @ a.T / 64 + 0.1 * np.eye(2048)
+    dim = 128   # the reader takes the feature size it is given (2048 by default, checked below); a small
+    mu, a = rng.normal(size=dim), rng.normal(size=(dim, 64))   # one keeps the sqrtm fast
+    sigma = a @ a.T / 64 + 0.1 * np.eye(dim)
     np.savez(tmp_path / "fid_stats.npz", mu=mu, sigma=sigma)
-    ref = load_reference_statistics(str(tmp_path / "fid_stats.npz"))
+    ref = load_reference_statistics(str(tmp_path / "fid_stats.npz"), dim=dim)
     shifted = {"mu": mu + 1.0, "sigma": sigma}
-    assert frechet_distance(shifted, ref) == pytest.approx(2048.0, rel=1e-6)   # same sigma: |dmu|^2
+    assert frechet_distance(shifted, ref) == pytest.approx(float(dim), rel=1e-6)   # same sigma: |dmu|^2
+    with pytest.raises(ValueError, match=r"must hold mu \(2048,\) .* found \{'mu': \(128,\)"):
+        load_reference_statistics(str(tmp_path / "fid_stats.npz"))   # Inception pool3 is 2048-d
     np.savez(tmp_path / "bad.npz", mu=mu[:10], sigma=sigma)
     with pytest.raises(ValueError, match=r"must hold mu \(2048,\)"):
         load_reference_statistics(str(tmp_path / "bad.npz"))
