@@ -9,6 +9,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from ..common.data.tensors import epoch_seed
+
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -83,7 +85,8 @@ def coral(source: Tensor, target: Tensor) -> Tensor:
 class ImageStream:
     """Mini-batches of images read from disk when needed (COCO / WikiArt do not fit in memory).
 
-    Each epoch visits the files in a permutation drawn from ``seed * 1_000_003 + epoch``; an image is
+    Each epoch visits the files in a permutation seeded by ``epoch_seed(seed, stream, epoch, order)``
+    (legacy: ``(seed + stream) * 1_000_003 + epoch``, the scheme before ``data.order``); an image is
     decoded and resized to ``size`` x ``size`` when its batch is asked for (``workers`` threads decode
     one batch in parallel; PIL releases the GIL). ``state_dict()`` is the (epoch, position) pair, so a
     resumed run reads the same files in the same order. Returns ``(uint8 (n, 3, size, size),)`` like
@@ -91,10 +94,11 @@ class ImageStream:
     """
 
     def __init__(self, files: Sequence[Path], batch_size: int, seed: int, size: int, min_size: int = 32,
-                 workers: int = 0) -> None:
+                 workers: int = 0, stream: int = 0, order: str = "independent") -> None:
         if not files:
             raise ValueError("ImageStream needs at least one file")
-        self.files, self.batch_size, self.seed = list(files), batch_size, seed
+        epoch_seed(seed, stream, 0, order)   # an unknown order fails here
+        self.files, self.batch_size, self.seed, self.stream, self.order = list(files), batch_size, seed, stream, order
         self.size, self.min_size, self.workers = size, min_size, workers
         self.epoch, self.position = 0, 0
         self.batches_per_epoch = -(-len(self.files) // batch_size)
@@ -120,7 +124,9 @@ class ImageStream:
         if self.position >= self.batches_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
         if self._order[0] != self.epoch:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            seed = ((self.seed + self.stream) * 1_000_003 + self.epoch if self.order == "legacy"
+                    else epoch_seed(self.seed, self.stream, self.epoch))
+            generator = torch.Generator().manual_seed(seed)
             self._order = (self.epoch, torch.randperm(len(self.files), generator=generator).tolist())
         index = self._order[1][self.position * self.batch_size:(self.position + 1) * self.batch_size]
         self.position += 1

@@ -127,8 +127,9 @@ class NstTask(Task):
         params = list(dec.parameters()) + list(norm.parameters())
         seed = cfg.trainer.seed
         if t.data == "stream":
-            iterators = {"content": ImageStream(c_train, t.batch_size, seed, t.load_size, t.min_image_size, t.loader_threads),
-                         "style": ImageStream(s_train, t.batch_size, seed + 1, t.load_size, t.min_image_size, t.loader_threads)}
+            stream = lambda files, k: ImageStream(files, t.batch_size, seed, t.load_size, t.min_image_size,  # noqa: E731
+                                                  t.loader_threads, stream=k, order=cfg.data.order)
+            iterators = {"content": stream(c_train, 0), "style": stream(s_train, 1)}
             pairs = list(zip(c_val, s_val))[:t.val_max_pairs or None]
             val = ("stream", pairs, iterators["content"])
         else:
