@@ -55,6 +55,8 @@ def table(task: str, scale: str, runs) -> str:
             if task == "adv" and n == "bn" and key == "test/clean/clean":  # one BN: both branches are the same network
                 vals = [r["metrics"]["test/adv/clean"] for r in runs[(scale, n)]]
             ours.append(_fmt(vals))
+        if row.optional and all(o == _fmt([]) for o in ours):
+            continue
         paper = [f"{spec.paper.get((key, n), 'n/a')}" for n in norms]
         lines.append(f"| {label} | " + " | ".join(ours) + " | " + " | ".join(paper) + " |")
     sample = runs[(scale, norms[0])][0]

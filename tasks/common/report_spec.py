@@ -21,6 +21,7 @@ class Row:
     key: str
     label: str
     better: Optional[str] = None   # "max", "min" or None (no direction, no test)
+    optional: bool = False         # left out of a scale's table when no run of it has the metric
 
 
 @dataclass(frozen=True)
