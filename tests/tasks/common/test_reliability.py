@@ -178,6 +178,25 @@ def test_parallel_runs_extract_one_archive_without_racing(tmp_path, monkeypatch)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"c-{file_fingerprint(tmp_path / 'c.tar.gz')}"]
 
 
+def test_a_decoded_archive_is_served_without_listing_its_files_again(tmp_path, monkeypatch):
+    """The decoded tensors of an extracted archive are keyed by the archive's content, so the second
+    load neither lists, stats nor decodes the tree (60 000 files for CIFAR-10: seconds a run)."""
+    from tasks.common.data import cifar, load_dataset
+    monkeypatch.setenv("SABN_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    (root / "cifar10").mkdir(parents=True)
+    _archive(root / "cifar10" / "c.tar.gz", 10, count=3)
+    first = load_dataset("cifar10", "train", str(root))
+    for image in (tmp_path / "cache").rglob("*.png"):   # a listing would now find no images
+        image.unlink()
+
+    def decoded(*_):
+        raise AssertionError("an image was decoded again")
+    monkeypatch.setattr(cifar, "_decode", decoded)
+    again = load_dataset("cifar10", "train", str(root))
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels) and len(again) == 6
+
+
 def test_corrupt_archive_and_image_get_messages_naming_the_file(tmp_path, monkeypatch):
     from tasks.common.data import DataError, load_dataset
     monkeypatch.setenv("SABN_CACHE_DIR", str(tmp_path / "cache"))
