@@ -78,11 +78,22 @@ REPORT = TaskReport(
                 "CIFAR-100 / ImageNet16-120; ground truth is CIFAR-10 test (ori-test) of NAS-Bench-201",
                 "supernet C=8, one cell per stage (3 cells) instead of C=16, five cells per stage (15 cells)",
                 "6 search epochs with cosine T = 6 instead of 35 epochs of T = 50"],
-        "long": ["CIFAR-10 search on the cpu tier's 6400 + 6400 images instead of CIFAR-100 / ImageNet16-120; "
+        "long": ["the pilot of the long search (BN arm only): at the paper's alpha learning rate, 35 epochs of 100 "
+                 "steps (3500 alpha steps, the paper's CIFAR-100 search takes 27 370) leave softmax(alpha) at most "
+                 "0.22 on every edge and every winning margin below 0.05, so every final cell is a tie-break; the "
+                 "comparison runs at long_matched",
+                 "CIFAR-10 search on the cpu tier's 6400 + 6400 images instead of CIFAR-100 / ImageNet16-120; "
                  "ground truth is CIFAR-10 test of NAS-Bench-201 (the other data sets' columns are transfer)",
                  "supernet C=8, one cell per stage (3 cells) instead of C=16, five cells per stage (15 cells)"],
+        "long_matched": ["alpha learning rate 2.35e-3 instead of 3e-4: 3e-4 x 27 370 / 3500, so that the alphas "
+                         "travel as far under Adam (a step of about the learning rate whatever the gradient's scale) "
+                         "in this search's 3500 steps as in the paper's 27 370 (35 epochs of 782 on CIFAR-100)",
+                         "CIFAR-10 search on the cpu tier's 6400 + 6400 images instead of CIFAR-100 / ImageNet16-120; "
+                         "ground truth is CIFAR-10 test of NAS-Bench-201 (the other data sets' columns are transfer)",
+                         "supernet C=8, one cell per stage (3 cells) instead of C=16, five cells per stage (15 cells)",
+                         "3500 weight steps instead of 27 370: the supernet's weights are trained less"],
     },
-    criteria={"long": Criterion("gt_test", "bn", "sabn", kind="mann_whitney", alpha=0.05)},
+    criteria={"long_matched": Criterion("gt_test", "bn", "sabn", kind="mann_whitney", alpha=0.05)},
     sections=(cells_section,),
     bench_norm="sabn",
     paper_scale="paper_cifar100",
