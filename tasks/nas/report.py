@@ -35,7 +35,8 @@ def cells_section(scale: str, runs) -> str:
             if decisive and _num(m.get("gt_test")) is not None:
                 c["decisive_acc"].append(m["gt_test"])
             fmt = lambda v: "n/a" if _num(v) is None else f"{v:.2f}"  # noqa: E731
-            rows.append(f"| {norm} | {run['seed']} | `{m['arch_str']}` | {m['cell_class']} | {m['min_margin']:.4f} | "
+            cell = m["arch_str"].replace("|", "\\|")   # a pipe inside a table cell must be escaped, even in code
+            rows.append(f"| {norm} | {run['seed']} | `{cell}` | {m['cell_class']} | {m['min_margin']:.4f} | "
                         f"{'decisive' if decisive else 'tie'} | {fmt(m.get('gt_test'))} | "
                         f"{fmt(m.get('transfer_gt_cifar100'))} | {fmt(m.get('transfer_gt_imagenet16'))} |")
     if not rows:

@@ -1,5 +1,6 @@
 """The long-search protocol (issue #13): paired initial weights across arms, the cells section and
 its tests, with the thresholds fixed in tasks/nas/report.py."""
+import pytest
 import torch
 
 from tasks.common.task import get_task
@@ -26,10 +27,14 @@ def test_paired_init_gives_bn_and_sabn_arms_the_same_convolutions_and_alphas():
 
 
 def test_the_long_preset_pairs_its_arms_and_states_its_criterion():
-    cfg = compose("experiment=nas/long", "norm=sabn")
+    cfg = compose("experiment=nas/long_matched", "norm=sabn")
     assert cfg.task.paired_init and cfg.task.stop_epoch == 35 and cfg.task.epochs == 50
-    crit = report.REPORT.criteria["long"]
+    # the alphas travel as far as in the paper's 35 x 782 steps at 3e-4 (Adam: a step of about lr)
+    steps = cfg.task.stop_epoch * cfg.data.train_subset // cfg.task.batch_size
+    assert cfg.task.a_lr * steps == pytest.approx(3e-4 * 35 * 782, rel=0.01)
+    crit = report.REPORT.criteria["long_matched"]
     assert (crit.metric, crit.baseline, crit.variant, crit.kind) == ("gt_test", "bn", "sabn", "mann_whitney")
+    assert "long" not in report.REPORT.criteria, "the pilot at the paper's alpha lr is no comparison"
 
 
 def _run(norm, seed, acc, cls, margin):
