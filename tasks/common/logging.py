@@ -34,6 +34,14 @@ class MetricsLogger:
                 if isinstance(value, (int, float)) and math.isfinite(value):
                     self.writer.add_scalar(f"{prefix}{key}", value, step)
 
+    def record(self, name: str, step: int, payload: Dict[str, Any]) -> None:
+        """A structured record (not scalars) to ``<run_dir>/<name>.jsonl``, e.g. the per-layer gradient
+        analysis; a resumed run trims it with the metrics (``rundir.trim_logs``)."""
+        if not self.enabled:
+            return
+        with open(self.path.parent / f"{name}.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": step, **payload}, default=float) + "\n")
+
     def image(self, tag: str, grid: Tensor, step: int) -> None:
         if self.enabled and self.writer is not None:
             self.writer.add_image(tag, grid, step)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -60,8 +59,7 @@ class RunContext:
         summary = self.monitor.observe(step)
         if summary:
             self.logger.log(step + 1, scalars(summary))
-            with open(self.run_dir / "analysis.jsonl", "a") as handle:
-                handle.write(json.dumps({"step": step + 1, "layers": summary}) + "\n")
+            self.logger.record("analysis", step + 1, {"layers": summary})
 
     def step_generator(self, stream: int, step: int) -> torch.Generator:
         """A CPU generator for one random stream at one training step, seeded from (trainer.seed, stream,

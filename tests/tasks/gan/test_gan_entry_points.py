@@ -146,3 +146,28 @@ def test_smoke_compiled_channels_last(tmp_path, cifar10):
                 "trainer.eval_every=4", f"paths.run_dir={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert math.isfinite(json.loads(done.stdout[done.stdout.index("{"):])["metrics"]["fid"])
+
+
+def test_gradient_analysis_is_recorded_through_the_logger_and_trimmed_on_resume(tmp_path, cifar10):
+    """analysis.enabled: a record per `every` G steps in analysis.jsonl (per layer) and its scalars in
+    metrics.jsonl; a resumed run keeps the records up to its checkpoint, then adds its own (smoke:
+    n_dis 2, so trainer.steps 4 is 2 G steps)."""
+    import json as _json
+    from tasks.common.runner import train
+    from tests.conftest import compose
+
+    def run(steps):
+        return train(compose("experiment=gan/smoke", "task.fid.enabled=false", "analysis.enabled=true",
+                             "analysis.every=1", f"trainer.steps={steps}", f"paths.run_dir={tmp_path}",
+                             "logger.tensorboard=false", "results.write=false"))
+    run(4)
+    rows = [_json.loads(line) for line in (tmp_path / "analysis.jsonl").read_text().splitlines()]
+    first = [r["step"] for r in rows]
+    assert len(first) == 2 and rows[0]["layers"]
+    layer, entry = next(iter(rows[0]["layers"].items()))
+    assert set(entry["independent"]) >= {"cv", "cos_mean"}
+    scalars = [_json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(f"analysis/{layer}/cv" in r for r in scalars)
+    run(8)
+    steps = [_json.loads(line)["step"] for line in (tmp_path / "analysis.jsonl").read_text().splitlines()]
+    assert steps[:2] == first and len(steps) == 4 and steps == sorted(set(steps))
