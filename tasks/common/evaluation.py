@@ -10,7 +10,7 @@ from . import checkpoint as ckpt
 from .config import validate
 from .distributed import DistInfo, unwrap
 from .logging import MetricsLogger
-from .runner import resolve_device
+from .runner import prepare_device
 from .seeding import seed_everything
 from .task import RunContext, get_task
 
@@ -34,8 +34,8 @@ def evaluate_checkpoint(path: str, task_name: Optional[str] = None, norm: Option
     task = get_task(saved.task.name)
     cfg = validate(saved, task.schema)
     task.check_norm(cfg)
+    dev = prepare_device(cfg, device)   # threads and CPU kernels as in training
     seed_everything(cfg.trainer.seed)
-    dev = resolve_device(device)
     run_dir = Path(path).resolve().parent.parent
     ctx = RunContext(cfg, dev, DistInfo(), MetricsLogger(run_dir, enabled=False), run_dir)
     state = task.build(ctx)

@@ -122,15 +122,22 @@ def _inject_fault(done: int) -> None:
         os.kill(os.getpid(), {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}[kind])
 
 
-def _setup(cfg: DictConfig, task: Task):
-    """Device, threads, kernels, distributed state, seeds, logger and the task's state."""
-    task.check_config(cfg)
-    device = resolve_device(cfg.trainer.device)
+def prepare_device(cfg: DictConfig, device_name: Optional[str] = None) -> torch.device:
+    """The device (``device_name`` or trainer.device), torch's thread count and the C++ CPU kernels as
+    the config asks: the part of the setup that training and evaluation share."""
+    device = resolve_device(device_name or cfg.trainer.device)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
     if cfg.trainer.cpu_kernels and device.type == "cpu":
         import sabn
         sabn.enable_cpu_kernels()   # warns and keeps the Python path when it cannot be built
+    return device
+
+
+def _setup(cfg: DictConfig, task: Task):
+    """Device, threads, kernels, distributed state, seeds, logger and the task's state."""
+    task.check_config(cfg)
+    device = prepare_device(cfg)
     info = init_distributed(str(device))
     if device.type == "cuda" and info.world_size > 1:
         device = torch.device("cuda", info.local_rank)
