@@ -52,8 +52,8 @@ def table(task: str, scale: str, runs) -> str:
         for n in norms:
             vals = [r["metrics"][key] for r in runs[(scale, n)]
                     if isinstance(r["metrics"].get(key), (int, float)) and r["metrics"][key] == r["metrics"][key]]
-            if task == "adv" and n == "bn" and key == "test/clean/clean":  # one BN: both branches are the same network
-                vals = [r["metrics"]["test/adv/clean"] for r in runs[(scale, n)]]
+            if n in row.same_as:
+                vals = [r["metrics"][row.same_as[n]] for r in runs[(scale, n)]]
             ours.append(_fmt(vals))
         if row.optional and all(o == _fmt([]) for o in ours):
             continue

@@ -1,6 +1,6 @@
 """Plots from the committed result files (curves are stored in them), one PNG per task and scale.
 
-    python scripts/plot_results.py adv nas gan nst
+    python scripts/plot_results.py [task ...]     (default: every task)
 """
 from __future__ import annotations
 

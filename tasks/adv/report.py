@@ -3,7 +3,8 @@ from ..common.report_spec import Criterion, Row, TaskReport
 
 REPORT = TaskReport(
     title="Adversarial training (PreAct ResNet, PGD) — BN vs AuxBN vs SaAuxBN",
-    rows=(Row("test/clean/clean", "clean branch, clean accuracy (SA)", "max"),
+    rows=(Row("test/clean/clean", "clean branch, clean accuracy (SA)", "max",
+              same_as={"bn": "test/adv/clean"}),   # one BN network: both branches are the same model
           Row("test/adv/clean", "adv branch, clean accuracy (SA)", "max"),
           Row("test/adv/pgd10", "adv branch, PGD-10 accuracy (RA)", "max"),
           Row("test/adv/pgd20", "adv branch, PGD-20 accuracy (RA)", "max")),

@@ -22,6 +22,9 @@ class Row:
     label: str
     better: Optional[str] = None   # "max", "min" or None (no direction, no test)
     optional: bool = False         # left out of a scale's table when no run of it has the metric
+    # norm -> the key this row reads for that norm's runs instead (adv: one BN network serves both
+    # branches, so its clean-branch accuracy is the adv branch's)
+    same_as: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
