@@ -86,7 +86,7 @@ class ImageStream:
     """Mini-batches of images read from disk when needed (COCO / WikiArt do not fit in memory).
 
     Each epoch visits the files in a permutation seeded by ``epoch_seed(seed, stream, epoch, order)``
-    (legacy: ``(seed + stream) * 1_000_003 + epoch``, the scheme before ``data.order``); an image is
+    (its legacy stride 1_000_003 is this stream's scheme before ``data.order``); an image is
     decoded and resized to ``size`` x ``size`` when its batch is asked for (``workers`` threads decode
     one batch in parallel; PIL releases the GIL). ``state_dict()`` is the (epoch, position) pair, so a
     resumed run reads the same files in the same order. Returns ``(uint8 (n, 3, size, size),)`` like
@@ -124,8 +124,7 @@ class ImageStream:
         if self.position >= self.batches_per_epoch:
             self.epoch, self.position = self.epoch + 1, 0
         if self._order[0] != self.epoch:
-            seed = ((self.seed + self.stream) * 1_000_003 + self.epoch if self.order == "legacy"
-                    else epoch_seed(self.seed, self.stream, self.epoch))
+            seed = epoch_seed(self.seed, self.stream, self.epoch, self.order, legacy_stride=1_000_003)
             generator = torch.Generator().manual_seed(seed)
             self._order = (self.epoch, torch.randperm(len(self.files), generator=generator).tolist())
         index = self._order[1][self.position * self.batch_size:(self.position + 1) * self.batch_size]

@@ -24,16 +24,17 @@ def random_crop_flip(images: Tensor, padding: int, generator: torch.Generator) -
 ORDERS = ("independent", "legacy")
 
 
-def epoch_seed(seed: int, stream: int, epoch: int, order: str = "independent") -> int:
+def epoch_seed(seed: int, stream: int, epoch: int, order: str = "independent", legacy_stride: int = 1) -> int:
     """The seed of one epoch's permutation of one iterator (``stream``) of a run seeded ``seed``.
 
     ``independent``: a SeedSequence of (seed, stream, epoch): no two (seed, stream, epoch) share an
-    order. ``legacy``: ``seed + stream + epoch``, the scheme of runs before it (seed s's epoch e + 1
-    was seed s + 1's epoch e, and a run's second iterator replayed its first one epoch ahead); kept
-    so that the committed results' commands reproduce their numbers (``data.order=legacy``).
+    order. ``legacy``: ``(seed + stream) * legacy_stride + epoch``, the scheme of runs before it
+    (TensorBatches: stride 1, so seed s's epoch e + 1 was seed s + 1's epoch e, and a run's second
+    iterator replayed its first one epoch ahead; the NST disk stream: stride 1_000_003); kept so that
+    the committed results' commands reproduce their numbers (``data.order=legacy``).
     """
     if order == "legacy":
-        return int(seed) + int(stream) + int(epoch)
+        return (int(seed) + int(stream)) * int(legacy_stride) + int(epoch)
     if order != "independent":
         raise ValueError(f"data order '{order}' is not one of {ORDERS}")
     return int(np.random.SeedSequence([int(seed), int(stream), int(epoch)]).generate_state(1, np.uint64)[0] >> 1)
