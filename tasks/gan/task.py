@@ -44,6 +44,9 @@ class FIDConfig:
     # of statistics computed from reference_split (KID and intra-class FID still use the images).
     reference_stats: Optional[str] = None
     sqrtm: str = checked("scipy", choices=("scipy", "newton_schulz"))   # newton_schulz: the official torch FID
+    # Inception features (pytorch-fid's --dims): 2048 = pool3, the paper's FID; 64 / 192 / 768 stop at an
+    # earlier block (cheap, e.g. for tests; not comparable with 2048-d numbers, and no IS).
+    dims: int = checked(2048, choices=(64, 192, 768, 2048))
 
 
 @dataclass
@@ -209,7 +212,8 @@ class GanTask(Task):
     def _inception(self, state: TaskState, ctx: RunContext) -> FIDInception:
         if state.runtime.inception is None:
             f = ctx.cfg.task.fid
-            state.runtime.inception = FIDInception(resolve_weights(f.weights_path, f.allow_download)).to(ctx.device)
+            weights = resolve_weights(f.weights_path, f.allow_download)
+            state.runtime.inception = FIDInception(weights, f.dims).to(ctx.device)
         return state.runtime.inception
 
     def _reference(self, state: TaskState, ctx: RunContext, net: FIDInception) -> Dict[str, np.ndarray]:
@@ -217,12 +221,12 @@ class GanTask(Task):
         data = state.runtime.data if f.reference_split == "train" else \
             load_dataset(cfg.data.name, f.reference_split, cfg.data.root, cfg.data.download)
         count = min(f.reference_count, len(data))
-        key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source)
+        key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source, f.dims)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]
 
         def compute():
             batches = (data.images[order[i:i + f.batch_size]].float() / 255 for i in range(0, count, f.batch_size))
-            return metrics.extract(net, batches, ctx.device)["pool3"]
+            return metrics.extract(net, batches, ctx.device)["features"]
         ref = metrics.load_or_compute_reference(key, compute, cache_dir())
         ref["labels"] = data.labels[order].numpy()   # the order is seeded, so not cached
         return ref
@@ -255,13 +259,13 @@ class GanTask(Task):
         fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
                                want_logits=net.has_logits)
         ref = self._reference(state, ctx, net)
-        fid_ref = metrics.load_reference_statistics(f.reference_stats) if f.reference_stats else ref
-        out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["pool3"]), fid_ref, f.sqrtm)}
-        out.update(metrics.kid(fake["pool3"], ref["features"].astype(np.float64), f.kid_subsets, f.kid_subset_size))
-        out.update(metrics.optional_inception_score(fake.get("logits"), net.source, f.is_splits))
+        fid_ref = metrics.load_reference_statistics(f.reference_stats, f.dims) if f.reference_stats else ref
+        out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["features"]), fid_ref, f.sqrtm)}
+        out.update(metrics.kid(fake["features"], ref["features"].astype(np.float64), f.kid_subsets, f.kid_subset_size))
+        out.update(metrics.optional_inception_score(fake.get("logits"), net.source, f.is_splits, f.dims))
         if f.intra_class_samples > 0:
             per_class = {c: metrics.extract(net, metrics.batches_from(lambda n, c=c: sample(n, c), f.intra_class_samples,
-                                                                      f.batch_size), ctx.device)["pool3"]
+                                                                      f.batch_size), ctx.device)["features"]
                          for c in range(t.num_classes)}
             out.update(metrics.intra_class_fid(per_class, ref["features"], ref["labels"]))
         return out
@@ -284,7 +288,7 @@ class GanTask(Task):
                 "reference_count": f.reference_count, "inception_weights": source,
                 "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",
                 "labels": t.labels,
-                "fid": "pytorch-fid preprocessing, float64 statistics, "
+                "fid": "pytorch-fid preprocessing, " + ("" if f.dims == 2048 else f"{f.dims}-d features, ") + "float64 statistics, "
                        + ("scipy sqrtm" if f.sqrtm == "scipy" else "Newton-Schulz sqrtm (50 iterations, float32)"),
                 "fid_reference": (f"statistics file {Path(f.reference_stats).name}" if f.reference_stats
                                   else f"computed from {ctx.cfg.data.name}/{f.reference_split} ({f.reference_count} images)"),

@@ -21,10 +21,10 @@ def extract(network: torch.nn.Module, batches: Iterable[Tensor], device: torch.d
     feats, logits = [], []
     for images in batches:
         out = network(images.to(device))
-        feats.append(out["pool3"].double().cpu())
+        feats.append(out["features"].double().cpu())
         if want_logits and "logits" in out:
             logits.append(out["logits"].double().cpu())
-    result = {"pool3": torch.cat(feats).numpy()}
+    result = {"features": torch.cat(feats).numpy()}
     if logits:
         result["logits"] = torch.cat(logits).numpy()
     return result
@@ -86,8 +86,8 @@ def load_reference_statistics(path: str, dim: int = FEATURE_DIM) -> Dict[str, np
                          f"{str(error)[:120]}); it must be an .npz with arrays 'mu' and 'sigma'") from None
     if set(stats) != {"mu", "sigma"} or stats["mu"].shape != (dim,) or stats["sigma"].shape != (dim, dim):
         shapes = {k: v.shape for k, v in stats.items()}
-        raise ValueError(f"{file} must hold mu ({dim},) and sigma ({dim}, {dim}) of Inception pool3 "
-                         f"features; found {shapes or 'neither'}")
+        raise ValueError(f"{file} must hold mu ({dim},) and sigma ({dim}, {dim}) of Inception features "
+                         f"(task.fid.dims={dim}); found {shapes or 'neither'}")
     if not (np.isfinite(stats["mu"]).all() and np.isfinite(stats["sigma"]).all()):
         raise ValueError(f"{file} holds non-finite values")
     return {k: v.astype(np.float64) for k, v in stats.items()}
@@ -150,10 +150,12 @@ def batches_from(sample: Callable[[int], Tensor], total: int, batch_size: int) -
         done += n
 
 
-def reference_key(dataset: str, split: str, count: int, resolution: int, weights_source: str) -> str:
-    """Cache key of reference statistics: data set, split, image count, resolution and weights."""
+def reference_key(dataset: str, split: str, count: int, resolution: int, weights_source: str,
+                  dims: int = FEATURE_DIM) -> str:
+    """Cache key of reference statistics: data set, split, image count, resolution, weights and feature
+    dimension (2048, the default, adds nothing: keys from before the option stay valid)."""
     tag = "".join(ch if ch.isalnum() else "-" for ch in weights_source)[:48]
-    return f"fidref_{dataset}_{split}_n{count}_r{resolution}_{tag}"
+    return f"fidref_{dataset}_{split}_n{count}_r{resolution}_{tag}" + ("" if dims == FEATURE_DIM else f"_d{dims}")
 
 
 def load_or_compute_reference(key: str, compute: Callable[[], np.ndarray], cache) -> Dict[str, np.ndarray]:
@@ -168,8 +170,12 @@ def load_or_compute_reference(key: str, compute: Callable[[], np.ndarray], cache
     return stats
 
 
-def optional_inception_score(logits: Optional[np.ndarray], source: str, splits: int = 10) -> Dict[str, object]:
+def optional_inception_score(logits: Optional[np.ndarray], source: str, splits: int = 10,
+                             dims: int = FEATURE_DIM) -> Dict[str, object]:
     """The IS when the weights carry the 1008-way classifier; otherwise why it is unavailable."""
+    if logits is None and dims != FEATURE_DIM:
+        return {"is": None, "is_unavailable": f"task.fid.dims={dims}: the 1008-way classifier needs the "
+                                              f"{FEATURE_DIM}-d pool3 features"}
     if logits is None:
         return {"is": None, "is_unavailable": f"the Inception weights in use ({source}) have no 1008-way "
                                               "classifier; IS needs pytorch-fid's pt_inception weights"}

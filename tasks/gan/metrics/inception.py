@@ -136,27 +136,38 @@ def _serving(state_dict):
         yield
 
 
-class FIDInception(nn.Module):
-    """Images in [0, 1] (any size) -> pool3 features (N, 2048) and, when available, 1008 logits.
+FEATURE_DIMS = (64, 192, 768, 2048)   # pytorch-fid's --dims: the blocks its InceptionV3 can stop after
 
-    Preprocessing is pytorch-fid's: bilinear resize to 299 (align_corners=False), scale to [-1, 1].
+
+class FIDInception(nn.Module):
+    """Images in [0, 1] (any size) -> Inception features (N, dims) and, with the 2048-d pool3 features
+    and weights that carry it, the 1008-way logits.
+
+    Preprocessing and features are pytorch-fid's: bilinear resize to 299 (align_corners=False), scale to
+    [-1, 1]; ``dims`` < 2048 stops after an earlier block and averages its map over space, as
+    pytorch-fid's ``--dims`` does (numbers at different dims are not comparable).
     """
 
-    def __init__(self, weights: InceptionWeights) -> None:
+    def __init__(self, weights: InceptionWeights, dims: int = 2048) -> None:
         super().__init__()
         from pytorch_fid.inception import InceptionV3
+        if dims not in FEATURE_DIMS:
+            raise ValueError(f"FID feature dimension {dims} is not one of pytorch-fid's {FEATURE_DIMS}")
         with _serving(weights.state_dict), isolated_rng():   # construction inits layers from the RNG
-            self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
+            self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[dims]], resize_input=True,
                                    normalize_input=True, use_fid_inception=True)
             self.fc = nn.Linear(2048, 1008)
-        self.has_logits, self.source = weights.has_logits, weights.source
-        if weights.has_logits:
+        self.dims, self.source = dims, weights.source
+        self.has_logits = weights.has_logits and dims == 2048
+        if self.has_logits:
             self.fc.load_state_dict({"weight": weights.state_dict["fc.weight"], "bias": weights.state_dict["fc.bias"]})
         self.eval().requires_grad_(False)
 
     def forward(self, images: Tensor) -> Dict[str, Tensor]:
-        pool = self.net(images.float())[0].flatten(1)
-        out = {"pool3": pool}
+        features = self.net(images.float())[0]
+        if features.shape[-2:] != (1, 1):
+            features = nn.functional.adaptive_avg_pool2d(features, 1)
+        out = {"features": features.flatten(1)}
         if self.has_logits:
-            out["logits"] = self.fc(pool)
+            out["logits"] = self.fc(out["features"])
         return out

@@ -21,7 +21,7 @@ class _StandInFeatures(torch.nn.Module):
 
     has_logits, source = False, "stand-in"
 
-    def __init__(self, weights=None) -> None:
+    def __init__(self, weights=None, dims=2048) -> None:
         super().__init__()
         self.proj = torch.nn.Linear(3 * 4 * 4, 16)
         with torch.no_grad():
@@ -29,7 +29,7 @@ class _StandInFeatures(torch.nn.Module):
             self.proj.bias.zero_()
 
     def forward(self, images):
-        return {"pool3": self.proj(torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1))}
+        return {"features": self.proj(torch.nn.functional.adaptive_avg_pool2d(images.float(), 4).flatten(1))}
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ def test_converted_network_matches_the_torchscript_source(inception):
     scripted = torch.jit.load(str(_fid_helper_file()), map_location="cpu").eval()
     x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ours = inception(x)["pool3"]
+        ours = inception(x)["features"]
         theirs = scripted(x * 2 - 1)
     theirs = theirs.flatten(2).mean(-1) if theirs.dim() > 2 else theirs
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
@@ -95,6 +95,31 @@ def test_converted_network_matches_the_torchscript_source(inception):
 
 def test_features_do_not_depend_on_batch_size(inception):
     x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    whole = m.extract(inception, [x], torch.device("cpu"))["pool3"]
-    parts = m.extract(inception, [x[:2], x[2:5], x[5:]], torch.device("cpu"))["pool3"]
+    whole = m.extract(inception, [x], torch.device("cpu"))["features"]
+    parts = m.extract(inception, [x[:2], x[2:5], x[5:]], torch.device("cpu"))["features"]
     np.testing.assert_allclose(whole, parts, atol=1e-4, rtol=1e-4)
+
+
+def test_smaller_dims_are_pytorch_fids_earlier_blocks_averaged_over_space(inception):
+    """task.fid.dims=64 gives pytorch-fid's --dims 64 features (its first block's map, averaged over
+    space as its get_activations does), 2048 its pool3; the classifier needs pool3, and the reference
+    statistics of other dims never share a cache entry with the paper's 2048-d ones."""
+    from pytorch_fid.inception import InceptionV3
+    from tasks.gan.metrics.inception import FIDInception, _serving, resolve_weights
+    weights = resolve_weights()
+    small = FIDInception(weights, dims=64)
+    with _serving(weights.state_dict):
+        reference = InceptionV3([0, 3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        block0, pool3 = reference(x)
+        ours64, ours2048 = small(x)["features"], inception(x)["features"]
+    assert ours64.shape == (2, 64) and block0.shape[-1] > 1
+    torch.testing.assert_close(ours64, torch.nn.functional.adaptive_avg_pool2d(block0, 1).flatten(1))
+    torch.testing.assert_close(ours2048, pool3.flatten(1))
+    assert not small.has_logits and "dims=64" in m.optional_inception_score(None, small.source, dims=64)["is_unavailable"]
+    with pytest.raises(ValueError, match="not one of pytorch-fid's"):
+        FIDInception(weights, dims=100)
+    key = m.reference_key("cifar10", "train", 64, 32, small.source)
+    assert m.reference_key("cifar10", "train", 64, 32, small.source, 2048) == key
+    assert m.reference_key("cifar10", "train", 64, 32, small.source, 64) == key + "_d64"
