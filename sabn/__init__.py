@@ -7,7 +7,7 @@
 from .batchnorm import (AuxBatchNorm2d, BatchNorm2d, CategoricalConditionalBatchNorm2d,
                         ConditionalBatchNorm2d, SandwichAuxBatchNorm2d, SandwichBatchNorm2d,
                         SplitSandwichBatchNorm2d)
-from .cpu_kernels import cpu_kernels_status, disable_cpu_kernels, enable_cpu_kernels
+from .cpu_kernels import cpu_kernels_status, disable_cpu_kernels, enable_cpu_kernels, resolve_cpu_kernels
 from .convert import conditional_layers, convert_norms, route_condition, set_condition
 from .functional import (conditional_batch_norm, sample_affine_batch_norm,
                          sample_affine_batch_norm_reference, set_condition_value_checks)
@@ -22,7 +22,7 @@ __all__ = [
     "CategoricalConditionalBatchNorm2d", "ConditionalBatchNorm2d", "SandwichAdaIN",
     "SandwichAuxBatchNorm2d", "SandwichBatchNorm2d", "SplitSandwichBatchNorm2d", "build_norm",
     "conditional_batch_norm", "conditional_layers", "convert_norms", "cpu_kernels_status", "disable_cpu_kernels",
-    "enable_cpu_kernels", "get_norm_spec", "list_norms", "norm_layer",
+    "enable_cpu_kernels", "get_norm_spec", "list_norms", "norm_layer", "resolve_cpu_kernels",
     "register_norm", "route_condition", "sample_affine_batch_norm",
     "sample_affine_batch_norm_reference", "set_condition", "set_condition_value_checks", "condition_value_checks",
 ]

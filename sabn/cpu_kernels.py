@@ -15,8 +15,9 @@ process uses that build by itself. Elsewhere they are opt-in::
     sabn.enable_cpu_kernels()        # or SABN_CPU_KERNELS=1, or trainer.cpu_kernels=true
 
 ``SABN_CPU_KERNELS=0`` (or ``sabn.disable_cpu_kernels()``) keeps the Python path. Without a compiler
-the build warns once, says why, and the Python path stays in use: results are the same either way
-(tested to 1e-5 against the reference composition).
+the build warns once, says why, and the Python path stays in use: results agree either way to 1e-5
+(tested against the reference composition), though not bit for bit, so a training run settles the
+choice when it starts (``resolve_cpu_kernels``) and its provenance records it (``cpu_kernels``).
 """
 from __future__ import annotations
 
@@ -122,9 +123,17 @@ def cpu_kernel(x: torch.Tensor) -> Optional[object]:
         return None
     if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         return None
+    resolve_cpu_kernels()
+    return _state["compiled"] if _state["active"] else None
+
+
+def resolve_cpu_kernels() -> bool:
+    """Settle ``SABN_CPU_KERNELS`` now, as the first call on a CPU tensor otherwise would, and return
+    whether the kernels are in use. In auto mode that depends on whether a build exists on disk, which
+    can change while a process runs (another process compiles one), so runs settle it up front."""
     if not _state["decided"]:
         _state["decided"] = True
         mode = _mode()
         if mode == "on" or (mode == "auto" and _cached_build()):
             enable_cpu_kernels()
-    return _state["compiled"] if _state["active"] else None
+    return _state["active"]

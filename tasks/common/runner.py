@@ -128,9 +128,11 @@ def prepare_device(cfg: DictConfig, device_name: Optional[str] = None) -> torch.
     device = resolve_device(device_name or cfg.trainer.device)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
-    if cfg.trainer.cpu_kernels and device.type == "cpu":
+    if device.type == "cpu":
         import sabn
-        sabn.enable_cpu_kernels()   # warns and keeps the Python path when it cannot be built
+        if cfg.trainer.cpu_kernels:
+            sabn.enable_cpu_kernels()   # warns and keeps the Python path when it cannot be built
+        sabn.resolve_cpu_kernels()      # settled now, not at the first step: provenance records it
     return device
 
 

@@ -65,6 +65,7 @@ def test_run_directory_has_provenance_metrics_best_and_result(tmp_path, cifar10)
     run = tmp_path / "p"
     prov = json.loads((run / "provenance.json").read_text())
     assert {"commit", "dirty", "host", "command", "hardware", "start_time"} <= prov.keys()
+    assert prov["cpu_kernels"] is False   # tests start on the Python path
     assert (run / "config.yaml").read_text().startswith("task:")
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
@@ -72,6 +73,21 @@ def test_run_directory_has_provenance_metrics_best_and_result(tmp_path, cifar10)
     result = json.loads((tmp_path / "results" / "adv" / "smoke_saauxbn" / "seed0.json").read_text())
     assert result["metrics"] == out["metrics"] and result["protocol"]["eps"] == "8/255"
     assert result["norm"] == "saauxbn" and result["wall_time_s"] > 0
+
+
+def test_a_run_settles_the_kernel_choice_before_its_first_step_and_records_it(monkeypatch):
+    """In auto mode the C++ kernels are used when a build exists on disk; a run decides that at setup,
+    so a build that another process finishes mid-run cannot switch it over, and provenance says which."""
+    from sabn import cpu_kernels
+    from tasks.common.provenance import provenance
+    from tasks.common.runner import prepare_device
+    monkeypatch.setattr(cpu_kernels, "_state", {"compiled": object(), "active": False, "decided": False, "error": None})
+    monkeypatch.setenv("SABN_CPU_KERNELS", "auto")
+    monkeypatch.setattr(cpu_kernels, "_cached_build", lambda: True)
+    prepare_device(compose("experiment=adv/smoke"))
+    assert cpu_kernels._state["decided"] and provenance("cpu")["cpu_kernels"] is True
+    monkeypatch.setattr(cpu_kernels, "_cached_build", lambda: False)
+    assert cpu_kernels.resolve_cpu_kernels() is True, "settled once per process"
 
 
 def test_trainer_cpu_kernels_flag_enables_the_kernel(tmp_path, cifar10, monkeypatch):
