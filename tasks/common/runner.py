@@ -20,7 +20,7 @@ from .logging import MetricsLogger, read_metrics
 from .rundir import RunLock, check_writable, read_jsonl, remove_orphan_temporaries, resolve_run_dir, trim_logs
 from .provenance import now, provenance
 from .report_spec import deviations
-from .results import result_path, write_result
+from .results import keep_image, result_path, write_result
 from .seeding import isolated_rng, rng_state, seed_everything, set_rng_state
 from .task import RunContext, Task, TaskState, get_task
 
@@ -279,6 +279,9 @@ def _finish(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, step
             "analysis": read_jsonl(ctx.run_dir / "analysis.jsonl"),
             "config": OmegaConf.to_container(cfg, resolve=True)})
         out["result_file"] = str(path)
+        for name, image in task.result_images(ctx, steps).items():
+            if image.is_file():
+                keep_image(image, path, name, cfg.results.experiment, cfg.trainer.seed)
     ctx.logger.close()
     cleanup()
     return out

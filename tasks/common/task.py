@@ -204,6 +204,11 @@ class Task:
         """The evaluation protocol, written into every result file."""
         return {}
 
+    def result_images(self, ctx: RunContext, step: int) -> Dict[str, Path]:
+        """Images of the final evaluation kept beside the result file (as
+        ``results/<task>/<name>_<experiment>_seed<k>.png``, which the report shows); none by default."""
+        return {}
+
 
 TASKS_DIR = Path(__file__).resolve().parents[1]
 

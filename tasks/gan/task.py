@@ -281,6 +281,10 @@ class GanTask(Task):
         save_image(grid, path)
         ctx.logger.image("samples", grid, step)
 
+    def result_images(self, ctx: RunContext, step: int) -> Dict[str, Path]:
+        """The final sample sheet (fixed noise, every class; EMA generator)."""
+        return {"samples": ctx.run_dir / "samples" / f"step{step:07d}.png"}
+
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:
         t, f = ctx.cfg.task, ctx.cfg.task.fid
         source = state.runtime.inception.source if state is not None and state.runtime.inception is not None else None

@@ -55,13 +55,15 @@ def test_train_then_evaluate_smoke_in_process(tmp_path, stand_in_inception, caps
     from tests.conftest import evaluate_cli
     evaluate = evaluate_cli()
     from tests.conftest import compose
-    run_dir = tmp_path / "run"
+    run_dir, results = tmp_path / "run", tmp_path / "results"
     out = train(compose("experiment=gan/smoke", f"paths.run_dir={run_dir}", "logger.tensorboard=false",
-                        "results.write=false"))
+                        "results.write=true", f"paths.results_dir={results}"))
     metrics = out["metrics"]
     assert math.isfinite(metrics["fid"]) and metrics["fid"] > 0 and math.isfinite(metrics["kid"])
     assert metrics["is"] is None and "1008-way" in metrics["is_unavailable"]
-    assert (run_dir / "samples" / "step0000004.png").is_file()
+    sheet = run_dir / "samples" / "step0000004.png"
+    kept = results / "gan" / "samples_smoke_sabn_seed0.png"   # beside the result file, for the report
+    assert kept.read_bytes() == sheet.read_bytes() and (results / "gan" / "smoke_sabn" / "seed0.json").is_file()
     evaluated = evaluate.main(["task=gan", f"ckpt={run_dir / 'checkpoints' / 'last.pt'}"])
     assert evaluated["metrics"]["fid"] == pytest.approx(metrics["fid"], rel=1e-9)
     assert evaluated["metrics"]["kid"] == pytest.approx(metrics["kid"], rel=1e-9)
