@@ -18,7 +18,10 @@ from make_tables import NORM_ORDER, ROOT, load  # noqa: E402
 from tasks.common.report_spec import task_report  # noqa: E402
 from tasks.common.task import task_names  # noqa: E402
 
-def _series(run, key):
+def _series(run, key, report):
+    if key.startswith("series:"):   # derived by the task's report from a run (e.g. NAS alpha traces)
+        x, y = report.series[key.split(":", 1)[1]](run)
+        return np.asarray(x), np.array([np.nan if v is None else v for v in y], float)
     if key.startswith("per_epoch:"):
         values = run["metrics"].get(key.split(":", 1)[1]) or []
         return np.arange(1, len(values) + 1), np.array([np.nan if v is None else v for v in values], float)
@@ -30,12 +33,17 @@ def plot(task: str) -> list:
     runs = load(task)
     written = []
     for scale in sorted({s for s, _ in runs}):
-        panels = task_report(task).panels   # [(curve key or 'per_epoch:<metric list>', y label)]
+        report = task_report(task)
+        norms = sorted({n for s, n in runs if s == scale}, key=NORM_ORDER.index)
+        data = {(key, norm): [s for s in (_series(r, key, report) for r in runs[(scale, norm)]) if len(s[0])]
+                for key, _ in report.panels for norm in norms}
+        # [(curve key, 'per_epoch:<metric list>' or 'series:<name>', y label)]; a scale whose runs do not
+        # record a panel's data (older runs) goes without that panel
+        panels = [(key, label) for key, label in report.panels if any(data[(key, n)] for n in norms)]
         fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
         for ax, (key, label) in zip(axes[0], panels):
-            for norm in sorted({n for s, n in runs if s == scale}, key=NORM_ORDER.index):
-                series = [_series(r, key) for r in runs[(scale, norm)]]
-                series = [s for s in series if len(s[0])]
+            for norm in norms:
+                series = data[(key, norm)]
                 if not series:
                     continue
                 length = min(len(s[0]) for s in series)
@@ -45,7 +53,7 @@ def plot(task: str) -> list:
                 ax.plot(x, mean, label=f"{norm} (n={len(series)})")
                 if len(series) > 1:
                     ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
-            ax.set_xlabel("epoch" if key.startswith("per_epoch") else "step")
+            ax.set_xlabel("epoch" if key.startswith(("per_epoch", "series")) else "step")
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)

@@ -19,6 +19,7 @@ def _make_tables():
 def test_every_task_report_is_consistent_with_its_configs_and_norms(name, report):
     keys = {r.key for r in report.rows}
     assert report.rows and report.panels and report.title
+    assert all(key.split(":", 1)[1] in report.series for key, _ in report.panels if key.startswith("series:"))
     assert all(r.better in ("max", "min", None) for r in report.rows)
     assert {key for key, _ in report.paper} <= keys, "paper numbers only for rows the table shows"
     assert {norm for _, norm in report.paper} <= set(list_norms())
@@ -73,3 +74,14 @@ def test_nst_drift_section_averages_the_shared_affine_drift_over_seeds():
     text = drift_section("cpu_long", runs)
     assert "| relu4_1/gamma_drift | 0.0200 | 0.0400 |" in text
     assert drift_section("cpu", runs) == ""
+
+
+def test_nas_alpha_traces_are_the_skip_connect_share_and_the_smallest_margin_per_epoch():
+    series = task_reports()["nas"].series
+    run = {"metrics": {"search_history": [
+        {"epoch": 1, "alphas_softmax": [[0.2, 0.2, 0.2, 0.2, 0.2]] * 6, "margins": [0.0] * 6},
+        {"epoch": 2, "alphas_softmax": [[0.1, 0.5, 0.2, 0.1, 0.1]] * 3 + [[0.1, 0.2, 0.5, 0.1, 0.1]] * 3,
+         "margins": [0.3, 0.3, 0.3, 0.3, 0.3, 0.04]}]}}
+    assert series["skip_connect"](run) == ([1, 2], [pytest.approx(0.2), pytest.approx(0.35)])
+    assert series["min_margin"](run) == ([1, 2], [0.0, 0.04])
+    assert series["skip_connect"]({"metrics": {}}) == ([], []), "runs from before the history: no series"

@@ -60,6 +60,8 @@ class TaskReport:
     bench_paper_overrides: Tuple[str, ...] = ()   # what lets the paper model run on the data mirror
     # extra Markdown sections of a scale's table: f(scale, runs) -> str, runs as make_tables loads them
     sections: Tuple[Callable[[str, Any], str], ...] = ()
+    # per-epoch series derived from a result file, for panels named "series:<name>": run -> (epochs, values)
+    series: Dict[str, Callable[[Dict[str, Any]], Tuple[List[float], List[float]]]] = field(default_factory=dict)
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)

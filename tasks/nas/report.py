@@ -4,6 +4,7 @@ from __future__ import annotations
 import statistics
 
 from ..common.report_spec import Criterion, Row, TaskReport
+from .space import OPS
 
 # Fixed before the long runs (issue #13): a final cell is decisive when every edge's winning margin
 # (softmax(alpha) of the argmax op minus the runner-up's) is at least this; otherwise it is a tie-break.
@@ -62,6 +63,21 @@ def cells_section(scale: str, runs) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _history(value):
+    """A per-epoch series from the search history a run records (softmax(alpha) and margins per edge)."""
+    def series(run):
+        history = run["metrics"].get("search_history") or []
+        return [e["epoch"] for e in history], [value(e) for e in history]
+    return series
+
+
+SKIP = OPS.index("skip_connect")
+SERIES = {
+    "skip_connect": _history(lambda e: statistics.mean(edge[SKIP] for edge in e["alphas_softmax"])),
+    "min_margin": _history(lambda e: min(e["margins"])),
+}
+
+
 REPORT = TaskReport(
     title="Weight-sharing NAS on NAS-Bench-201 (DARTS) — BN vs CCBN vs SaBN",
     rows=(Row("gt_test", "ground-truth test accuracy of the final genotype (%)", "max"),
@@ -71,7 +87,11 @@ REPORT = TaskReport(
     paper={("gt_test", "bn"): "44.05 ± 7.47 (C100) / 36.47 ± 7.06 (IN16)",
            ("gt_test", "sabn"): "71.56 ± 1.39 (C100) / 45.85 ± 0.72 (IN16)"},
     paper_note="the official README (DARTS searched and evaluated on CIFAR-100 / ImageNet16-120, 35 epochs).",
-    panels=(("per_epoch:gt_test_per_epoch", "ground-truth test accuracy (%)"), ("train/loss", "supernet train loss")),
+    panels=(("per_epoch:gt_test_per_epoch", "ground-truth test accuracy (%)"),
+            ("series:skip_connect", "softmax(alpha) of skip_connect,\nmean over the 6 edges"),
+            ("series:min_margin", f"smallest winning margin\n(decisive >= {DECISIVE_MARGIN})"),
+            ("train/loss", "supernet train loss")),
+    series=SERIES,
     deviations={
         "cpu": ["a short-search check, not a test of the paper's claim: after 6 epochs softmax(alpha) is still "
                 "0.19-0.21 on every edge, so the final cells are tie-breaks of an alpha that has barely moved",
