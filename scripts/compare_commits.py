@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="append the comparison to this JSON list")
     parser.add_argument("--new-only", nargs="*", default=[], metavar="OVERRIDE",
                         help="overrides for this checkout only (keys the old one lacks, e.g. data.order=legacy)")
+    parser.add_argument("--note", default="", help="a remark kept with the record (e.g. what else ran)")
     parser.add_argument("overrides", nargs="+", help="train.py overrides, e.g. experiment=adv/cpu norm=bn")
     args = parser.parse_args(argv)
     old = args.old.resolve()
@@ -100,7 +101,8 @@ def main(argv=None) -> int:
               "metrics": metrics["new"], "differing_metrics": {k: [metrics["old"].get(k), metrics["new"].get(k)]
                                                                for k in differing},
               "tensors_compared": len(tensors["new"]), "differing_tensors": tensor_diff[:20],
-              "wall_time_s": {k: round(v, 1) for k, v in walls.items()}, "hardware": {**hardware(), "threads": args.threads}, "date": now()}
+              "wall_time_s": {k: round(v, 1) for k, v in walls.items()}, "hardware": {**hardware(), "threads": args.threads}, "date": now(),
+              **({"note": args.note} if args.note else {})}
     print(json.dumps(record, indent=2))
     if args.out:
         existing = json.loads(args.out.read_text()) if args.out.is_file() else []

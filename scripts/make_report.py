@@ -189,8 +189,10 @@ def _same_numbers() -> list:
             f"{len(r['differing_tensors'])}+ differ"
         lines.append(f"| `{r['command']}` | {r['old_commit']} | {r['new_commit']} | {' '.join(r['new_only']) or '-'} | "
                      f"{r['threads']} | {metrics} | {weights} | {r['wall_time_s']['old']} / {r['wall_time_s']['new']} |")
-    hw = json.loads(path.read_text())[-1]["hardware"]
-    return lines + ["", f"Machine: {hw['cpu']}, torch {hw['torch']}.", ""]
+    records = json.loads(path.read_text())
+    hw = records[-1]["hardware"]
+    notes = [f"- `{r['command']}`: {r['note']}" for r in records if r.get("note")]
+    return lines + ["", f"Machine: {hw['cpu']}, torch {hw['torch']}.", *([""] + notes if notes else []), ""]
 
 
 def report() -> str:
