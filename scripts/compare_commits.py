@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     old = args.old.resolve()
     old_python = args.old_python or (str(old / ".venv/bin/python") if (old / ".venv/bin/python").is_file()
                                      else sys.executable)
+    commits = {"old": _commit(old), "new": _commit(ROOT)}   # before the runs: the code they run
     with tempfile.TemporaryDirectory(prefix="compare-") as tmp:
         walls = {}
         for label, python, checkout, extra in (("old", old_python, old, []),
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     from tasks.common.provenance import hardware, now
     record = {"command": "train.py " + " ".join(args.overrides), "new_only": args.new_only, "threads": args.threads,
               "cpu_kernels": args.cpu_kernels,
-              "old_commit": _commit(old), "new_commit": _commit(ROOT),
+              "old_commit": commits["old"], "new_commit": commits["new"],
               "same_metrics": not differing, "same_tensors": not tensor_diff,
               "metrics": metrics["new"], "differing_metrics": {k: [metrics["old"].get(k), metrics["new"].get(k)]
                                                                for k in differing},
