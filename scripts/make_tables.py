@@ -135,8 +135,9 @@ def criterion(task: str, scale: str, runs) -> str:
     head = (f"\nCriterion (stated in the preset before the runs): {label}, paired difference {variant} - {baseline}, "
             f"one-sided paired t-test at alpha = {alpha}. ")
     result = paired(task, scale, runs, key, baseline, variant)
-    if result is None or result["p"] is None:
-        return head + "Outcome: not enough paired seeds yet.\n"
+    if result is None or result["p"] is None or result["n"] < crit.min_runs:
+        have = 0 if result is None else result["n"]
+        return head + f"Outcome: not enough paired seeds yet ({have} of the {crit.min_runs} the preset asks for).\n"
     verdict = "supported" if result["p"] < alpha else "not supported"
     return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.2f} "
                    f"(95 % CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}]), p = {result['p']:.3f}: "
@@ -150,8 +151,9 @@ def mann_whitney(task: str, scale: str, runs, crit) -> str:
     b = [v for v in (_value(r, crit.metric) for r in runs[(scale, crit.baseline)]) if v is not None]
     head = (f"\nCriterion (stated in the preset before the runs): {row.label}, {crit.variant} vs {crit.baseline}, "
             f"one-sided Mann-Whitney U test at alpha = {crit.alpha}. ")
-    if len(a) < 2 or len(b) < 2:
-        return head + "Outcome: not enough runs yet.\n"
+    if len(a) < max(2, crit.min_runs) or len(b) < max(2, crit.min_runs):
+        return head + (f"Outcome: not enough runs yet ({len(a)} {crit.variant} and {len(b)} {crit.baseline}; "
+                       f"the preset asks for {crit.min_runs} per arm).\n")
     from scipy import stats
     p = float(stats.mannwhitneyu(a, b, alternative="greater" if row.better == "max" else "less").pvalue)
     verdict = "supported" if p < crit.alpha else "not supported"

@@ -85,3 +85,16 @@ def test_nas_alpha_traces_are_the_skip_connect_share_and_the_smallest_margin_per
     assert series["skip_connect"](run) == ([1, 2], [pytest.approx(0.2), pytest.approx(0.35)])
     assert series["min_margin"](run) == ([1, 2], [0.0, 0.04])
     assert series["skip_connect"]({"metrics": {}}) == ([], []), "runs from before the history: no series"
+
+
+def test_nas_criterion_waits_for_the_runs_its_preset_asks_for_then_decides():
+    """nas/long_matched asks for 4 runs an arm: 4 vs 3 gives no outcome; 4 vs 4 with SaBN ahead in every
+    pair gives p = 1/70 (the smallest a one-sided Mann-Whitney test of 4 vs 4 can give)."""
+    mt = _make_tables()
+    crit = task_reports()["nas"].criteria["long_matched"]
+    arm = lambda norm, values: [{"norm": norm, "seed": s, "metrics": {"gt_test": v}} for s, v in enumerate(values)]  # noqa: E731
+    runs = {("long_matched", "bn"): arm("bn", [80.0, 81.0, 82.0]), ("long_matched", "sabn"): arm("sabn", [90, 91, 92, 93])}
+    assert "not enough runs yet (4 sabn and 3 bn; the preset asks for 4 per arm)" in mt.mann_whitney("nas", "long_matched", runs, crit)
+    runs[("long_matched", "bn")] = arm("bn", [80.0, 81.0, 82.0, 83.0])
+    text = mt.mann_whitney("nas", "long_matched", runs, crit)
+    assert "Outcome on 4 vs 4 runs" in text and "p = 0.014" in text and "is supported" in text

@@ -35,7 +35,8 @@ class Criterion:
     at the end of training. ``mann_whitney``: one-sided Mann-Whitney U test of the same (for outcomes
     far from normal, e.g. bimodal search results). ``gap_closes``: with g_k(t) = metric(variant) - metric(baseline) of seed k at
     validation t, "the gap closes" if g_k(last) < g_k(``first_step``) in every seed, and "the variant
-    overtakes" if besides the mean of g_k(last) is below 0 (lower metric is better).
+    overtakes" if besides the mean of g_k(last) is below 0 (lower metric is better). ``min_runs``: the
+    runs per arm (paired seeds for ``paired_t``) the preset asks for; fewer give no outcome yet.
     """
 
     metric: str
@@ -44,6 +45,7 @@ class Criterion:
     kind: str = "paired_t"
     alpha: float = 0.05
     first_step: int = 0
+    min_runs: int = 2
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ REPORT = TaskReport(
                          "supernet C=8, one cell per stage (3 cells) instead of C=16, five cells per stage (15 cells)",
                          "3500 weight steps instead of 27 370: the supernet's weights are trained less"],
     },
-    criteria={"long_matched": Criterion("gt_test", "bn", "sabn", kind="mann_whitney", alpha=0.05)},
+    criteria={"long_matched": Criterion("gt_test", "bn", "sabn", kind="mann_whitney", alpha=0.05, min_runs=4)},
     sections=(cells_section,),
     bench_norm="sabn",
     paper_scale="paper_cifar100",
