@@ -14,7 +14,6 @@ paths). Exit status 1 when anything differs.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -36,14 +35,6 @@ def final_metrics(run_dir: Path) -> Dict[str, object]:
     if not finals:
         raise SystemExit(f"{run_dir}: no final/ metrics in metrics.jsonl (did the run finish?)")
     return finals[-1]
-
-
-def tensor_digests(run_dir: Path) -> Dict[str, str]:
-    """sha256 of every module tensor in ``last.pt``, by ``module.key``."""
-    import torch
-    payload = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
-    return {f"{name}.{key}": hashlib.sha256(t.cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-            for name, tensors in sorted(payload["modules"].items()) for key, t in sorted(tensors.items())}
 
 
 def run(python: str, checkout: Path, overrides: List[str], run_dir: Path, threads: int, kernels: bool) -> float:
@@ -89,7 +80,8 @@ def main(argv=None) -> int:
             walls[label] = run(python, checkout, [*args.overrides, *extra], Path(tmp) / label, args.threads,
                                args.cpu_kernels)
         metrics = {label: final_metrics(Path(tmp) / label) for label in ("old", "new")}
-        tensors = {label: tensor_digests(Path(tmp) / label) for label in ("old", "new")}
+        from tasks.common.checkpoint import tensor_digests
+        tensors = {label: tensor_digests(Path(tmp) / label / "checkpoints" / "last.pt") for label in ("old", "new")}
     differing = sorted(k for k in metrics["old"].keys() | metrics["new"].keys()
                        if metrics["old"].get(k) != metrics["new"].get(k))
     tensor_diff = sorted(k for k in tensors["old"].keys() | tensors["new"].keys()

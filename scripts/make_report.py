@@ -183,13 +183,13 @@ def _same_numbers() -> list:
              "thread count and SaBN kernel path (`python scripts/compare_commits.py --old <checkout> <overrides>`).", "",
              "| command | old commit | new commit | only in new | threads | final metrics | weights of last.pt | wall s (old / new) |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in json.loads(path.read_text()):
+    records = json.loads(path.read_text())
+    for r in records:
         metrics = f"identical ({len(r['metrics'])})" if r["same_metrics"] else "differ: " + ", ".join(r["differing_metrics"])
         weights = f"identical ({r['tensors_compared']} tensors)" if r["same_tensors"] else \
             f"{len(r['differing_tensors'])}+ differ"
         lines.append(f"| `{r['command']}` | {r['old_commit']} | {r['new_commit']} | {' '.join(r['new_only']) or '-'} | "
                      f"{r['threads']} | {metrics} | {weights} | {r['wall_time_s']['old']} / {r['wall_time_s']['new']} |")
-    records = json.loads(path.read_text())
     hw = records[-1]["hardware"]
     notes = [f"- `{r['command']}`: {r['note']}" for r in records if r.get("note")]
     return lines + ["", f"Machine: {hw['cpu']}, torch {hw['torch']}.", *([""] + notes if notes else []), ""]

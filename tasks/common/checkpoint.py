@@ -45,6 +45,14 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
     return payload
 
 
+def tensor_digests(path: Path) -> Dict[str, str]:
+    """sha256 of every module tensor of a checkpoint, by ``module.key``: equal digests, equal weights."""
+    import hashlib
+    modules = load_checkpoint(path)["modules"]
+    return {f"{name}.{key}": hashlib.sha256(modules[name][key].cpu().contiguous().numpy().tobytes()).hexdigest()
+            for name in sorted(modules) for key in sorted(modules[name])}
+
+
 def find_resume(run_dir: Path) -> Optional[Path]:
     """The ``last.pt`` of a run directory, if there is one."""
     candidate = Path(run_dir) / "checkpoints" / "last.pt"

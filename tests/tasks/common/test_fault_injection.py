@@ -3,7 +3,6 @@ on a cold model cache, then one run interrupted by SIGTERM at an early step, res
 kill -9 at a step after the first evaluation, and resumed to its end: both end with the same weights
 and metrics. (SABN_FAULT makes the runner kill itself right after a training step: a kill -9
 anywhere in that step loses the same work.)"""
-import hashlib
 import json
 import os
 import random
@@ -13,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from tasks.common.checkpoint import load_checkpoint
+from tasks.common.checkpoint import load_checkpoint, tensor_digests
 from tasks.common.data import cache_dir, load_dataset
 from tests.conftest import ROOT
 
@@ -40,13 +39,7 @@ def _train(task, run_dir, cache, fault=None, *extra):
 
 
 def _state_hash(run_dir):
-    modules = load_checkpoint(run_dir / "checkpoints" / "last.pt")["modules"]
-    digest = hashlib.sha256()
-    for name in sorted(modules):
-        for key in sorted(modules[name]):
-            digest.update(f"{name}.{key}".encode())
-            digest.update(modules[name][key].cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return tensor_digests(run_dir / "checkpoints" / "last.pt")
 
 
 def _final_metrics(run_dir):
