@@ -196,37 +196,57 @@ def official_nst(root: Path, cfg, device):
     return step
 
 
-def worker(name: str, official: Path, rounds: int, warmup: int, extra=()) -> dict:
+LAYOUTS = {"nchw": False, "channels_last": True}
+
+
+def worker(name: str, official: Path, rounds: int, warmup: int, extra=(), layouts=tuple(LAYOUTS)) -> dict:
+    """One task in this process: the official step and ours in each of ``layouts``, interleaved."""
     from tasks.common.provenance import hardware
     preset, norm, _, overrides = TASKS[name]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(SEED)
-    cfg, our_step = ours(preset, norm, [*overrides, *extra], device)
+    steps = {}
+    for layout in layouts:
+        torch.manual_seed(SEED)
+        cfg, steps[f"ours_{layout}"] = ours(preset, norm, [*overrides, *extra,
+                                                           f"trainer.channels_last={LAYOUTS[layout]}"], device)
     with cpu_cuda_shim(device):
         build = {"sngan32": lambda: official_gan(official, cfg, device, "sngan32"),
                  "autogan32": lambda: official_gan(official, cfg, device, "autogan32"),
                  "nas": lambda: official_nas(official, cfg, device), "adv": lambda: official_adv(official, cfg, device),
                  "nst": lambda: official_nst(official, cfg, device)}[name]
-        their_step = build()
-        times = {"official": [], "ours": []}
+        steps = {"official": build(), **steps}
+        times = {k: [] for k in steps}
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        keys = list(steps)
         for r in range(warmup + rounds):
-            order = (("official", their_step), ("ours", our_step)) if r % 2 == 0 else \
-                (("ours", our_step), ("official", their_step))
-            for key, fn in order:
+            for key in keys[r % len(keys):] + keys[:r % len(keys)]:   # each variant first in turn
                 sync()
                 start = time.perf_counter()
-                fn()
+                steps[key]()
                 sync()
                 if r >= warmup:
                     times[key].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"task": name, "preset": preset, "norm": norm, "device": device.type, "rounds": rounds, "overrides": list(extra),
-            "official_s": round(med["official"], 4), "ours_s": round(med["ours"], 4),
-            "speedup": round(med["official"] / med["ours"], 3),
-            "ours_settings": {"channels_last": bool(cfg.trainer.channels_last), "amp": bool(cfg.trainer.amp),
-                              "compile": bool(cfg.trainer.compile)},
+            "official_s": round(med["official"], 4),
+            "ours_s_by_layout": {lay: round(med[f"ours_{lay}"], 4) for lay in layouts},
+            "speedup_by_layout": {lay: round(med["official"] / med[f"ours_{lay}"], 3) for lay in layouts},
+            "ours_settings": {"amp": bool(cfg.trainer.amp), "compile": bool(cfg.trainer.compile)},
             "threads": torch.get_num_threads(), "seed": SEED, "hardware": hardware()}
+
+
+def default_layout(row: dict) -> str:
+    """The layout ``trainer.channels_last=null`` gives the row's task on the row's device now."""
+    from tasks.common.task import get_task
+    return "channels_last" if get_task(row["preset"].split("/")[0]).channels_last_on.get(row["device"]) else "nchw"
+
+
+def at_default(row: dict) -> tuple:
+    """(our seconds, speed-up) of a row at its task's default layout; older rows timed one layout only."""
+    if "ours_s_by_layout" not in row:
+        return row["ours_s"], row["speedup"]
+    layout = default_layout(row)
+    return row["ours_s_by_layout"][layout], row["speedup_by_layout"][layout]
 
 
 def main(argv=None) -> None:
@@ -238,10 +258,13 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "vs_official.json")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="extra overrides of our preset, which the official model follows (e.g. task.g_ch=32 for a quick check)")
+    p.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS),
+                   help="our memory layouts to time (each interleaved with the official step)")
     p.add_argument("--worker", choices=list(TASKS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:   # one task per process: the official sub-projects each have a top-level 'models'
-        print("RESULT" + json.dumps(worker(args.worker, args.official.resolve(), args.rounds, args.warmup, args.set)))
+        print("RESULT" + json.dumps(worker(args.worker, args.official.resolve(), args.rounds, args.warmup, args.set,
+                                           args.layouts)))
         return
     from tasks.common.provenance import provenance
     prov = provenance()
@@ -254,7 +277,8 @@ def main(argv=None) -> None:
             print(f"skip {name}: {skipped[name]}", file=sys.stderr)
             continue
         proc = subprocess.run([sys.executable, __file__, "--official", str(args.official), "--worker", name,
-                               "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--set", *args.set],
+                               "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--layouts", *args.layouts,
+                               "--set", *args.set],
                               capture_output=True, text=True)
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
         if proc.returncode or line is None:
@@ -263,18 +287,22 @@ def main(argv=None) -> None:
             continue
         rows.append(json.loads(line[len("RESULT"):]))
         r = rows[-1]
-        print(f"{name:10s} official {r['official_s']:.3f} s  ours {r['ours_s']:.3f} s  speed-up {r['speedup']:.2f}x",
-              flush=True)
+        print(f"{name:10s} official {r['official_s']:.3f} s  " + "  ".join(
+            f"ours {lay} {r['ours_s_by_layout'][lay]:.3f} s ({r['speedup_by_layout'][lay]:.2f}x)" for lay in args.layouts),
+            flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "rows": rows, "skipped": skipped, "official_commit": _official_commit(args.official),
         "provenance": {k: prov[k] for k in ("commit", "dirty", "hardware")},
         "wall_time_s": round(time.perf_counter() - start, 1),
         "command": "scripts/bench_vs_official.py --official <checkout> " + " ".join(
-            f"--{k} {v}" for k, v in (("rounds", args.rounds), ("warmup", args.warmup))) + "".join(
+            f"--{k} {v}" for k, v in (("rounds", args.rounds), ("warmup", args.warmup))) + \
+            " --layouts " + " ".join(args.layouts) + "".join(
             f" --set {x}" for x in args.set),
         "note": "speedup = official median / ours median of one training iteration (GAN: n_dis D steps + 1 G step); "
-                "ours at the preset's default settings; interleaved in one process per task"}, indent=2) + "\n")
+                "ours at the preset's settings in each memory layout; the default layout is the task's "
+                "Task.channels_last_on, which follows these rows (tests/test_bench_layout.py); "
+                "interleaved in one process per task"}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -119,15 +119,25 @@ def _vs_official(name: str = "vs_official.json", title: str = "Training step aga
              f"`python {data['command']}` (commit {prov['commit'][:10]}, official commit "
              f"{(data.get('official_commit') or 'unknown')[:10]}, {hw.get('gpu') or hw['cpu']}, {hw['threads']} threads, "
              f"torch {hw['torch']}). Official: its classes and loop body; ours: the task's `train_step` at the preset's "
-             "default settings; same sizes, batches and optimizers; interleaved medians.", "",
-             "| task | preset | norm | official s | ours s | speed-up (official / ours) | our settings |",
-             "|---|---|---|---|---|---|---|"]
+             "settings, in each memory layout timed; same sizes, batches and optimizers; interleaved medians. The "
+             "default layout (`trainer.channels_last=null`) is the task's `Task.channels_last_on`, which follows these "
+             "rows: channels_last where it is at least 5% faster (tests/test_bench_layout.py).", "",
+             "| task | preset | norm | official s | ours NCHW s | ours channels_last s | default layout | "
+             "speed-up at default (official / ours) | other settings |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    from bench_vs_official import at_default, default_layout
     for r in data["rows"]:
-        settings = ", ".join(k for k, v in r["ours_settings"].items() if v) or "defaults (NCHW, fp32, eager)"
-        speedup = f"{r['speedup']:.2f}x" + (f" (not comparable: {r['not_comparable']})" if r.get("not_comparable") else "")
-        lines.append(f"| {r['task']} | {r['preset']} | {r['norm']} | {r['official_s']:.3f} | {r['ours_s']:.3f} | "
-                     f"{speedup} | {settings} |")
-    lines += [f"| {name} | skipped: {why} | | | | | |" for name, why in data.get("skipped", {}).items()]
+        settings = ", ".join(k for k, v in r["ours_settings"].items() if v and k != "channels_last") or "fp32, eager"
+        by = r.get("ours_s_by_layout") or {("channels_last" if r["ours_settings"].get("channels_last") else "nchw"):
+                                           r["ours_s"]}
+        layout = default_layout(r) if "ours_s_by_layout" in r else ("channels_last" if r["ours_settings"].get(
+            "channels_last") else "nchw") + " (the one timed)"
+        _, speedup = at_default(r)
+        shown = f"{speedup:.2f}x" + (f" (not comparable: {r['not_comparable']})" if r.get("not_comparable") else "")
+        cells = [f"{by[k]:.3f}" if k in by else "-" for k in ("nchw", "channels_last")]
+        lines.append(f"| {r['task']} | {r['preset']} | {r['norm']} | {r['official_s']:.3f} | {cells[0]} | {cells[1]} | "
+                     f"{layout} | {shown} | {settings} |")
+    lines += [f"| {name} | skipped: {why} | | | | | | | |" for name, why in data.get("skipped", {}).items()]
     return lines + [""]
 
 

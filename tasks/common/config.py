@@ -87,7 +87,9 @@ class TrainerConfig:
     log_every: int = checked(10, ge=1)
     device: str = checked("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:<i>
     amp: bool = False                # autocast (bf16 on CPU, fp16 with a grad scaler on CUDA)
-    channels_last: bool = False
+    # null: the task's measured choice on the run's device (Task.channels_last_on), settled when the run
+    # starts and saved resolved in its config; true / false force it
+    channels_last: Optional[bool] = None
     compile: bool = False
     deterministic: bool = False
     seed: int = checked(0, ge=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from .distributed import DistInfo
 from .logging import MetricsLogger
@@ -24,6 +24,9 @@ class RunContext:
     run_dir: Path
     scaler: Optional[Any] = None     # torch.amp.GradScaler for fp16 on CUDA
     monitor: Optional[Any] = None    # sabn.analysis.GradientMonitor when analysis.enabled
+
+    def __post_init__(self) -> None:
+        resolve_layout(self.cfg, self.device)
 
     def autocast(self):
         """Autocast context for the forward passes (a no-op unless trainer.amp)."""
@@ -150,6 +153,9 @@ class Task:
     norm_variants: Dict[str, Tuple[str, Dict[str, Any]]] = {}
     score_key: str = ""
     score_mode: str = "max"
+    # device type -> whether trainer.channels_last=null means channels_last there: the faster layout of
+    # the task's whole training step, measured (results/bench/vs_official_layout.json); absent: NCHW
+    channels_last_on: Dict[str, bool] = {}
 
     def norm_layer(self, cfg: DictConfig, num_conditions: int = 1) -> Callable[..., torch.nn.Module]:
         """The configured norm as a constructor ``make(num_features, num_conditions=num_conditions)``:
@@ -208,6 +214,16 @@ class Task:
         """Images of the final evaluation kept beside the result file (as
         ``results/<task>/<name>_<experiment>_seed<k>.png``, which the report shows); none by default."""
         return {}
+
+
+def resolve_layout(cfg: DictConfig, device: torch.device) -> bool:
+    """Settle ``trainer.channels_last=null`` to the task's choice on ``device`` (``Task.channels_last_on``),
+    in ``cfg`` itself: the run's saved config, its resume check and its result file hold the layout used."""
+    if cfg.trainer.channels_last is None:
+        choice = bool(get_task(cfg.task.name).channels_last_on.get(device.type, False))
+        with read_write(cfg):
+            cfg.trainer.channels_last = choice
+    return bool(cfg.trainer.channels_last)
 
 
 TASKS_DIR = Path(__file__).resolve().parents[1]

@@ -98,3 +98,22 @@ def test_trainer_cpu_kernels_flag_enables_the_kernel(tmp_path, cifar10, monkeypa
     assert calls == [1]
     train(_cfg(tmp_path / "n", "trainer.steps=1"))
     assert calls == [1], "off by default"
+
+
+def test_channels_last_null_takes_the_tasks_choice_for_the_device_and_saves_it(tmp_path, cifar10, monkeypatch):
+    import yaml
+    task = get_task("adv")
+    monkeypatch.setattr(type(task), "channels_last_on", {"cpu": True})
+    assert compose("experiment=adv/smoke").trainer.channels_last is None, "unset by default"
+    train(_cfg(tmp_path / "c", "trainer.steps=1"))
+    saved = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
+    assert saved["trainer"]["channels_last"] is True
+    weight = next(p for p in load_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")["modules"]["model"].values()
+                  if p.dim() == 4 and p.shape[-1] > 1)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    # the resolved layout is part of the run: forcing the other one on resume is drift
+    with pytest.raises(CheckpointError, match="trainer.channels_last: True -> False"):
+        train(_cfg(tmp_path / "c", "trainer.steps=2", "trainer.channels_last=false"))
+    monkeypatch.setattr(type(task), "channels_last_on", {"cuda": True})
+    train(_cfg(tmp_path / "n", "trainer.steps=1"))
+    assert yaml.safe_load((tmp_path / "n" / "config.yaml").read_text())["trainer"]["channels_last"] is False
