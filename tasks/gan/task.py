@@ -39,7 +39,9 @@ class FIDConfig:
     kid_subsets: int = checked(100, ge=1)
     kid_subset_size: int = checked(1000, ge=2)
     is_splits: int = checked(10, ge=1)
-    intra_class_samples: int = checked(0, ge=0)  # per class; > 0 adds intra-class FID (mean of per-class FIDs)
+    # per class; > 0 adds intra-class FID (mean of per-class FIDs) to the final evaluation, from the main
+    # sample where it holds that many of a class (task.labels=balanced), else from samples of the class
+    intra_class_samples: int = checked(0, ge=0)
     # An .npz with mu / sigma (TTUR's fid_stats_cifar10_train.npz, as the paper): FID against it instead
     # of statistics computed from reference_split (KID and intra-class FID still use the images).
     reference_stats: Optional[str] = None
@@ -233,9 +235,9 @@ class GanTask(Task):
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, Any]:
         with condition_value_checks(False), torch.no_grad():   # labels in [0, K) by construction, as in training
-            return self._evaluate(state, step, ctx)
+            return self._evaluate(state, step, ctx, final)
 
-    def _evaluate(self, state: TaskState, step: int, ctx: RunContext) -> Dict[str, Any]:
+    def _evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool) -> Dict[str, Any]:
         t, f = ctx.cfg.task, ctx.cfg.task.fid
         g = self._eval_generator(state, ctx)
         self._save_sheet(state, ctx, g, step)
@@ -244,16 +246,18 @@ class GanTask(Task):
         net = self._inception(state, ctx)
         gen = torch.Generator(device=ctx.device).manual_seed(2024)
 
-        drawn = [0]
+        drawn, main_labels = [0], []
 
         def sample(n, label=None):
             z = torch.randn(n, t.z_dim, generator=gen, device=ctx.device)
             if label is not None:
                 y = torch.full((n,), label, dtype=torch.long, device=ctx.device)
-            elif t.labels == "balanced":   # cyclic: every class equally often over the whole sample
-                y = ((torch.arange(n) + drawn[0]) % t.num_classes).to(ctx.device)
             else:
-                y = torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device)
+                if t.labels == "balanced":   # cyclic: every class equally often over the whole sample
+                    y = ((torch.arange(n) + drawn[0]) % t.num_classes).to(ctx.device)
+                else:
+                    y = torch.randint(0, t.num_classes, (n,), generator=gen, device=ctx.device)
+                main_labels.append(y.cpu())
             drawn[0] += n
             return (g(z, y).float() + 1) / 2
         fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
@@ -263,11 +267,25 @@ class GanTask(Task):
         out: Dict[str, Any] = {"fid": metrics.frechet_distance(metrics.statistics(fake["features"]), fid_ref, f.sqrtm)}
         out.update(metrics.kid(fake["features"], ref["features"].astype(np.float64), f.kid_subsets, f.kid_subset_size))
         out.update(metrics.optional_inception_score(fake.get("logits"), net.source, f.is_splits, f.dims))
-        if f.intra_class_samples > 0:
-            per_class = {c: metrics.extract(net, metrics.batches_from(lambda n, c=c: sample(n, c), f.intra_class_samples,
-                                                                      f.batch_size), ctx.device)["features"]
-                         for c in range(t.num_classes)}
+        if f.intra_class_samples > 0 and final:
+            per_class = self._class_features(fake["features"], torch.cat(main_labels).numpy(), f.intra_class_samples,
+                                             t.num_classes)
+            for c in (c for c in range(t.num_classes) if c not in per_class):
+                per_class[c] = metrics.extract(net, metrics.batches_from(lambda n, c=c: sample(n, c), f.intra_class_samples,
+                                                                         f.batch_size), ctx.device)["features"]
             out.update(metrics.intra_class_fid(per_class, ref["features"], ref["labels"]))
+        return out
+
+    @staticmethod
+    def _class_features(features: np.ndarray, labels: np.ndarray, count: int, num_classes: int) -> Dict[int, np.ndarray]:
+        """The first ``count`` features of each class in the main sample, for the classes it holds that many
+        of (all of them under task.labels=balanced with num_samples >= count x K): intra-class FID then costs
+        no extra Inception passes. The other classes are sampled on their own."""
+        out = {}
+        for c in range(num_classes):
+            rows = np.flatnonzero(labels == c)
+            if len(rows) >= count:
+                out[c] = features[rows[:count]]
         return out
 
     def _save_sheet(self, state, ctx, g, step: int) -> None:
@@ -299,7 +317,8 @@ class GanTask(Task):
                 "inception_score": "TF inception-2015-12-05 graph as ported by pytorch-fid (1008-way logits); "
                                    "only with pytorch-fid's own weights file, else unavailable",
                 "kid": f"cubic polynomial kernel, {f.kid_subsets} subsets of <= {f.kid_subset_size}",
-                "intra_class_fid": (f"{f.intra_class_samples} samples per class vs that class's reference images"
+                "intra_class_fid": (f"final evaluation: {f.intra_class_samples} samples per class (the main sample's "
+                                    "first of each class where it holds that many) vs that class's reference images"
                                     if f.intra_class_samples > 0 else "off"),
                 "n_dis": t.n_dis, "batch": f"D {t.d_batch_size} / G {t.g_batch_size}"}
 

@@ -126,6 +126,25 @@ def test_biggan_with_averaged_buffers(tmp_path, cifar10):
     assert any(k.endswith("parametrizations.weight.original") for k in live), "spectral norm in G"
 
 
+def test_intra_class_fid_at_the_final_evaluation_reuses_the_balanced_sample(tmp_path, stand_in_inception, monkeypatch):
+    """Under balanced labels the main sample holds every class often enough: intra-class FID then costs no
+    extra feature passes, and intermediate evaluations skip it."""
+    from tasks.common.logging import read_metrics
+    from tasks.common.runner import train
+    from tests.conftest import compose
+    seen = []
+    forward = _StandInFeatures.forward
+    monkeypatch.setattr(_StandInFeatures, "forward", lambda self, x: seen.append(len(x)) or forward(self, x))
+    run_dir = tmp_path / "run"
+    out = train(compose("experiment=gan/smoke", f"paths.run_dir={run_dir}", "logger.tensorboard=false",
+                        "task.labels=balanced", "task.fid.intra_class_samples=4", "task.fid.reference_count=200",
+                        "trainer.eval_every=2"))
+    assert len(out["metrics"]["intra_fid_per_class"]) == 10 and out["metrics"]["intra_fid"] > 0
+    evals = [r for r in read_metrics(run_dir) if "eval/fid" in r]
+    assert len(evals) == 1 and "eval/intra_fid" not in evals[0], "intermediate evaluation: no intra-class FID"
+    assert sum(seen) == 200 + 64 + 64, "reference once, then 64 generated images per evaluation, nothing more"
+
+
 @pytest.mark.slow
 def test_evaluate_with_intra_class_fid(tmp_path, cifar10):
     """evaluate.py adds intra-class FID (ten 2048-d sqrtms: ~3 min on 2 CPU cores, hence slow)."""

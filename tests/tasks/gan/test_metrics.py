@@ -123,3 +123,13 @@ def test_smaller_dims_are_pytorch_fids_earlier_blocks_averaged_over_space(incept
     key = m.reference_key("cifar10", "train", 64, 32, small.source)
     assert m.reference_key("cifar10", "train", 64, 32, small.source, 2048) == key
     assert m.reference_key("cifar10", "train", 64, 32, small.source, 64) == key + "_d64"
+
+
+def test_intra_class_features_come_from_the_main_sample_when_it_holds_enough_of_a_class():
+    from tasks.gan.task import GanTask
+    feats = np.arange(14, dtype=np.float64).reshape(7, 2)
+    labels = np.array([0, 1, 2, 0, 1, 0, 1])
+    out = GanTask._class_features(feats, labels, 2, 3)
+    assert sorted(out) == [0, 1], "class 2 has one image: sampled on its own"
+    np.testing.assert_array_equal(out[0], feats[[0, 3]])
+    np.testing.assert_array_equal(out[1], feats[[1, 4]])
