@@ -6,6 +6,8 @@ written through a unique temporary file and an atomic rename; keys describe thei
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -33,6 +35,21 @@ def load_entry(path: Path, loader: Optional[Callable[[Path], Any]] = None) -> Op
         except OSError:
             pass
         return None
+
+
+@contextlib.contextmanager
+def building(path: Path):
+    """Hold a blocking ``flock`` on ``<path>.lock`` while an entry is looked up and, if missing, built:
+    runs started together (the arms of a sweep) build an expensive entry once; the others wait, then
+    load it. The kernel drops the lock when its holder dies, so a killed build never blocks anyone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], durable: bool = False) -> Path:

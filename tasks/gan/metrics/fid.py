@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...common.cache import load_entry, load_npz, save_entry, save_npz
+from ...common.cache import building, load_entry, load_npz, save_entry, save_npz
 
 FEATURE_DIM = 2048
 
@@ -159,15 +159,17 @@ def reference_key(dataset: str, split: str, count: int, resolution: int, weights
 
 
 def load_or_compute_reference(key: str, compute: Callable[[], np.ndarray], cache) -> Dict[str, np.ndarray]:
-    """Reference features' statistics, computed once and cached (features too, for KID)."""
+    """Reference features' statistics, computed once and cached (features too, for KID); runs that need
+    the same entry at the same time compute it once (the others wait for it)."""
     path = cache / f"{key}.npz"
-    stats = load_entry(path, load_npz)
-    if stats is not None and {"mu", "sigma", "features"} <= stats.keys():
+    with building(path):
+        stats = load_entry(path, load_npz)
+        if stats is not None and {"mu", "sigma", "features"} <= stats.keys():
+            return stats
+        feats = compute()
+        stats = {**statistics(feats), "features": feats.astype(np.float32)}
+        save_entry(path, stats, save_npz)
         return stats
-    feats = compute()
-    stats = {**statistics(feats), "features": feats.astype(np.float32)}
-    save_entry(path, stats, save_npz)
-    return stats
 
 
 def optional_inception_score(logits: Optional[np.ndarray], source: str, splits: int = 10,

@@ -133,3 +133,30 @@ def test_intra_class_features_come_from_the_main_sample_when_it_holds_enough_of_
     assert sorted(out) == [0, 1], "class 2 has one image: sampled on its own"
     np.testing.assert_array_equal(out[0], feats[[0, 3]])
     np.testing.assert_array_equal(out[1], feats[[1, 4]])
+
+
+def _reference_in_child(cache, log, queue):
+    import time
+    from tasks.gan.metrics.fid import load_or_compute_reference
+
+    def compute():
+        with open(log, "a") as handle:
+            handle.write("computed\n")
+        time.sleep(0.3)   # long enough for the others to arrive while it runs
+        return np.arange(40, dtype=np.float64).reshape(10, 4)
+    queue.put(float(load_or_compute_reference("ref", compute, cache)["mu"].sum()))
+
+
+def test_runs_started_together_compute_a_reference_once(tmp_path):
+    """A sweep's arms reach their first evaluation together: one computes the reference features
+    (minutes of Inception passes), the others wait and load it."""
+    import multiprocessing
+    context = multiprocessing.get_context("fork")
+    queue, log = context.Queue(), tmp_path / "log"
+    children = [context.Process(target=_reference_in_child, args=(tmp_path / "cache", log, queue)) for _ in range(4)]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=60) for _ in children]
+    for child in children:
+        child.join()
+    assert results == [78.0] * 4 and log.read_text() == "computed\n"
