@@ -105,6 +105,7 @@ class GanTask(Task):
     schema = GanTaskConfig
     score_key = "fid"
     score_mode = "min"
+    channels_last_on = {"cpu": True}   # the faster layout of the whole step (results/bench/vs_official.json)
 
     def build(self, ctx: RunContext) -> TaskState:
         cfg, t = ctx.cfg, ctx.cfg.task

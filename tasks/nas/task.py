@@ -98,6 +98,7 @@ class NasTask(Task):
     name = "nas"
     norms = tuple(NORMS)
     sweep_norms = ("bn", "ccbn", "sabn")   # split_sabn is sabn's registry name here, not another arm
+    channels_last_on = {"cpu": True}   # the faster layout of the whole step (results/bench/vs_official.json)
     norm_variants = NORMS
     schema = NasTaskConfig
     score_key = ""                    # the paper reports the last epoch's genotype; no 'best'

@@ -104,6 +104,7 @@ class NstTask(Task):
     schema = NstTaskConfig
     score_key = "val/total"
     score_mode = "min"
+    channels_last_on = {"cpu": True}   # the faster layout of the whole step (results/bench/vs_official.json)
 
     def _split(self, t, dirs, val_dirs, root, seed_offset):
         files = list_images(_resolve_dirs(dirs, root))
