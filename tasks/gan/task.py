@@ -216,7 +216,9 @@ class GanTask(Task):
         if state.runtime.inception is None:
             f = ctx.cfg.task.fid
             weights = resolve_weights(f.weights_path, f.allow_download)
-            state.runtime.inception = FIDInception(weights, f.dims).to(ctx.device)
+            net = FIDInception(weights, f.dims).to(ctx.device)
+            # the run's layout (trainer.channels_last): channels_last where it is the faster one
+            state.runtime.inception = net.channels_last() if ctx.cfg.trainer.channels_last else net
         return state.runtime.inception
 
     def _reference(self, state: TaskState, ctx: RunContext, net: FIDInception) -> Dict[str, np.ndarray]:
@@ -224,7 +226,8 @@ class GanTask(Task):
         data = state.runtime.data if f.reference_split == "train" else \
             load_dataset(cfg.data.name, f.reference_split, cfg.data.root, cfg.data.download)
         count = min(f.reference_count, len(data))
-        key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source, f.dims)
+        key = metrics.reference_key(cfg.data.name, f.reference_split, count, data.images.shape[-1], net.source, f.dims,
+                                    net.layout)
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:count]
 
         def compute():
@@ -311,7 +314,8 @@ class GanTask(Task):
                 "reference_count": f.reference_count, "inception_weights": source,
                 "generator": f"EMA({t.ema_decay}) in eval mode, BN buffers: {t.ema_buffers}",
                 "labels": t.labels,
-                "fid": "pytorch-fid preprocessing, " + ("" if f.dims == 2048 else f"{f.dims}-d features, ") + "float64 statistics, "
+                "fid": "pytorch-fid preprocessing, " + ("" if f.dims == 2048 else f"{f.dims}-d features, ")
+                       + ("Inception in channels_last, " if ctx.cfg.trainer.channels_last else "") + "float64 statistics, "
                        + ("scipy sqrtm" if f.sqrtm == "scipy" else "Newton-Schulz sqrtm (50 iterations, float32)"),
                 "fid_reference": (f"statistics file {Path(f.reference_stats).name}" if f.reference_stats
                                   else f"computed from {ctx.cfg.data.name}/{f.reference_split} ({f.reference_count} images)"),

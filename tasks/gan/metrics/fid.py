@@ -151,11 +151,13 @@ def batches_from(sample: Callable[[int], Tensor], total: int, batch_size: int) -
 
 
 def reference_key(dataset: str, split: str, count: int, resolution: int, weights_source: str,
-                  dims: int = FEATURE_DIM) -> str:
-    """Cache key of reference statistics: data set, split, image count, resolution, weights and feature
-    dimension (2048, the default, adds nothing: keys from before the option stay valid)."""
+                  dims: int = FEATURE_DIM, layout: str = "nchw") -> str:
+    """Cache key of reference statistics: data set, split, image count, resolution, weights, feature
+    dimension and the network's memory layout (the defaults, 2048 and NCHW, add nothing: keys from
+    before these options stay valid)."""
     tag = "".join(ch if ch.isalnum() else "-" for ch in weights_source)[:48]
-    return f"fidref_{dataset}_{split}_n{count}_r{resolution}_{tag}" + ("" if dims == FEATURE_DIM else f"_d{dims}")
+    return (f"fidref_{dataset}_{split}_n{count}_r{resolution}_{tag}" + ("" if dims == FEATURE_DIM else f"_d{dims}")
+            + ("" if layout == "nchw" else f"_{layout}"))
 
 
 def load_or_compute_reference(key: str, compute: Callable[[], np.ndarray], cache) -> Dict[str, np.ndarray]:

@@ -19,7 +19,11 @@ class _StandInFeatures(torch.nn.Module):
     """A tiny fixed feature network in place of Inception (pytorch-fid's tests mock it likewise): the
     FID / KID plumbing is under test here, not the weights. 16-d features from 8x8 average pooling."""
 
-    has_logits, source = False, "stand-in"
+    has_logits, source, layout = False, "stand-in", "nchw"
+
+    def channels_last(self):
+        self.layout = "channels_last"
+        return self
 
     def __init__(self, weights=None, dims=2048) -> None:
         super().__init__()

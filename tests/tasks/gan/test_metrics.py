@@ -125,6 +125,19 @@ def test_smaller_dims_are_pytorch_fids_earlier_blocks_averaged_over_space(incept
     assert m.reference_key("cifar10", "train", 64, 32, small.source, 64) == key + "_d64"
 
 
+def test_channels_last_inception_gives_the_same_features_and_its_own_reference_entry(inception):
+    """The GAN evaluates in the run's layout; the features agree to float32 rounding, and the reference
+    statistics of the two layouts never share a cache entry (a cold cache reproduces a warm one)."""
+    import copy
+    fast = copy.deepcopy(inception).channels_last()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x)["features"], inception(x)["features"], atol=1e-4, rtol=1e-4)
+    assert (inception.layout, fast.layout) == ("nchw", "channels_last")
+    key = m.reference_key("cifar10", "train", 64, 32, fast.source)
+    assert m.reference_key("cifar10", "train", 64, 32, fast.source, layout=fast.layout) == key + "_channels_last"
+
+
 def test_intra_class_features_come_from_the_main_sample_when_it_holds_enough_of_a_class():
     from tasks.gan.task import GanTask
     feats = np.arange(14, dtype=np.float64).reshape(7, 2)
