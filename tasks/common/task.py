@@ -15,7 +15,8 @@ from .logging import MetricsLogger
 
 @dataclass
 class RunContext:
-    """What the runner hands a task: resolved config, device, distributed info, logger, run dir."""
+    """What the runner hands a task: resolved config, device, distributed info, logger, run dir.
+    Building one settles ``trainer.channels_last=null`` for its device (``resolve_layout``)."""
 
     cfg: DictConfig
     device: torch.device
@@ -154,7 +155,8 @@ class Task:
     score_key: str = ""
     score_mode: str = "max"
     # device type -> whether trainer.channels_last=null means channels_last there: the faster layout of
-    # the task's whole training step, measured (results/bench/vs_official_layout.json); absent: NCHW
+    # the task's whole training step, measured (results/bench/vs_official.json; tests/test_bench_layout.py
+    # keeps the two in step); absent: NCHW
     channels_last_on: Dict[str, bool] = {}
 
     def norm_layer(self, cfg: DictConfig, num_conditions: int = 1) -> Callable[..., torch.nn.Module]:
