@@ -64,7 +64,7 @@ def find_resume(run_dir: Path) -> Optional[Path]:
 RUN_CONTROL_KEYS = ("trainer.resume", "trainer.allow_config_change", "trainer.steps", "trainer.progress",
                     "trainer.log_every", "trainer.device", "trainer.num_threads", "trainer.checkpoint_every",
                     "trainer.keep_every",
-                    "results.write", "paths", "logger")
+                    "results.write", "results.skip_existing", "paths", "logger")
 
 
 def config_drift(saved: Dict[str, Any], current: Dict[str, Any], ignore=RUN_CONTROL_KEYS,

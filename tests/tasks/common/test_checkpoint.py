@@ -51,8 +51,10 @@ def test_pickled_objects_are_not_loaded(tmp_path):
 
 
 def test_config_drift_lists_changed_keys_and_ignores_run_control():
-    a = {"task": {"lr": 0.1}, "trainer": {"steps": 10, "seed": 0}, "paths": {"run_dir": "x"}}
-    b = {"task": {"lr": 0.2}, "trainer": {"steps": 20, "seed": 0}, "paths": {"run_dir": "y"}}
+    a = {"task": {"lr": 0.1}, "trainer": {"steps": 10, "seed": 0}, "paths": {"run_dir": "x"},
+         "results": {"skip_existing": True}}
+    b = {"task": {"lr": 0.2}, "trainer": {"steps": 20, "seed": 0}, "paths": {"run_dir": "y"},
+         "results": {"skip_existing": False}}   # extending a finished run means turning skipping off
     assert config_drift(a, b) == ["task.lr: 0.1 -> 0.2"]
 
 
