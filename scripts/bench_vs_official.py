@@ -241,6 +241,13 @@ def default_layout(row: dict) -> str:
     return "channels_last" if get_task(row["preset"].split("/")[0]).channels_last_on.get(row["device"]) else "nchw"
 
 
+def timed_layouts(row: dict) -> dict:
+    """Our seconds per memory layout timed in ``row`` (rows from before both were timed hold one)."""
+    if "ours_s_by_layout" in row:
+        return row["ours_s_by_layout"]
+    return {"channels_last" if row["ours_settings"].get("channels_last") else "nchw": row["ours_s"]}
+
+
 def at_default(row: dict) -> tuple:
     """(our seconds, speed-up) of a row at its task's default layout; older rows timed one layout only."""
     if "ours_s_by_layout" not in row:

@@ -125,13 +125,11 @@ def _vs_official(name: str = "vs_official.json", title: str = "Training step aga
              "| task | preset | norm | official s | ours NCHW s | ours channels_last s | default layout | "
              "speed-up at default (official / ours) | other settings |",
              "|---|---|---|---|---|---|---|---|---|"]
-    from bench_vs_official import at_default, default_layout
+    from bench_vs_official import at_default, default_layout, timed_layouts
     for r in data["rows"]:
         settings = ", ".join(k for k, v in r["ours_settings"].items() if v and k != "channels_last") or "fp32, eager"
-        by = r.get("ours_s_by_layout") or {("channels_last" if r["ours_settings"].get("channels_last") else "nchw"):
-                                           r["ours_s"]}
-        layout = default_layout(r) if "ours_s_by_layout" in r else ("channels_last" if r["ours_settings"].get(
-            "channels_last") else "nchw") + " (the one timed)"
+        by = timed_layouts(r)
+        layout = default_layout(r) if len(by) > 1 else f"{next(iter(by))} (the one timed)"
         _, speedup = at_default(r)
         shown = f"{speedup:.2f}x" + (f" (not comparable: {r['not_comparable']})" if r.get("not_comparable") else "")
         cells = [f"{by[k]:.3f}" if k in by else "-" for k in ("nchw", "channels_last")]
