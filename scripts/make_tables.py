@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sabn.registry import get_norm_spec, list_norms  # noqa: E402
-from tasks.common.report_spec import task_report  # noqa: E402
+from tasks.common.report_spec import task_report, trajectory  # noqa: E402
 from tasks.common.task import task_names  # noqa: E402
 
 NORM_ORDER = list_norms()   # registration order: a baseline before its sandwich variant
@@ -136,7 +136,8 @@ def criterion(task: str, scale: str, runs) -> str:
             f"one-sided paired t-test at alpha = {alpha}. ")
     result = paired(task, scale, runs, key, baseline, variant)
     if result is None or result["p"] is None or result["n"] < crit.min_runs:
-        have = 0 if result is None else result["n"]
+        have = len({r["seed"] for r in runs[(scale, variant)] if _value(r, key) is not None} &
+                   {r["seed"] for r in runs[(scale, baseline)] if _value(r, key) is not None})
         return head + f"Outcome: not enough paired seeds yet ({have} of the {crit.min_runs} the preset asks for).\n"
     verdict = "supported" if result["p"] < alpha else "not supported"
     return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.2f} "
@@ -160,17 +161,6 @@ def mann_whitney(task: str, scale: str, runs, crit) -> str:
     return head + (f"Outcome on {len(a)} vs {len(b)} runs: medians {statistics.median(a):.2f} vs {statistics.median(b):.2f}, "
                    f"means {statistics.mean(a):.2f} vs {statistics.mean(b):.2f}, p = {p:.3f}: "
                    f"'{crit.variant} better than {crit.baseline}' is {verdict} at this scale.\n")
-
-
-def trajectory(run, key: str) -> dict:
-    """{step: value} of a metric at every evaluation of a run, the final one included."""
-    out = {}
-    for record in run.get("curves", []):
-        for prefix in ("eval/", "final/"):
-            value = record.get(prefix + key)
-            if isinstance(value, (int, float)) and value == value:
-                out[record["step"]] = value
-    return out
 
 
 def gap_table(task: str, scale: str, runs) -> str:

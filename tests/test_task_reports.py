@@ -98,3 +98,34 @@ def test_nas_criterion_waits_for_the_runs_its_preset_asks_for_then_decides():
     runs[("long_matched", "bn")] = arm("bn", [80.0, 81.0, 82.0, 83.0])
     text = mt.mann_whitney("nas", "long_matched", runs, crit)
     assert "Outcome on 4 vs 4 runs" in text and "p = 0.014" in text and "is supported" in text
+
+
+def _gan_run(norm, seed, fid_by_step):
+    curves = [{"step": t, "eval/fid": v, "eval/kid": v / 1000} for t, v in fid_by_step.items()]
+    last = max(fid_by_step)
+    curves[-1] = {"step": last, "final/fid": fid_by_step[last], "final/kid": fid_by_step[last] / 1000}
+    return {"norm": norm, "seed": seed, "scale": "long", "metrics": {"fid": fid_by_step[last]}, "curves": curves}
+
+
+def test_gan_criterion_counts_the_paired_seeds_it_has_then_decides_on_three():
+    mt = _make_tables()
+    runs = {("long", "ccbn"): [_gan_run("ccbn", 0, {1000: 200.0, 2000: 90.0})],
+            ("long", "sabn"): [_gan_run("sabn", 0, {1000: 210.0, 2000: 88.0}), _gan_run("sabn", 1, {1000: 1.0, 2000: 0.5})]}
+    assert "not enough paired seeds yet (1 of the 3" in mt.criterion("gan", "long", runs), "seed 1 has no CCBN pair"
+    runs[("long", "ccbn")] += [_gan_run("ccbn", 1, {1000: 5.0, 2000: 3.0}), _gan_run("ccbn", 2, {1000: 5.0, 2000: 4.0})]
+    runs[("long", "sabn")].append(_gan_run("sabn", 2, {1000: 5.0, 2000: 2.0}))
+    text = mt.criterion("gan", "long", runs)
+    assert "Outcome on 3 seeds: mean difference -2.17" in text and "is supported" in text, text
+    runs[("long", "sabn")][2] = _gan_run("sabn", 2, {1000: 5.0, 2000: 9.0})
+    assert "is not supported" in mt.criterion("gan", "long", runs)
+
+
+def test_gan_evaluations_section_pairs_each_seed_at_each_step_and_skips_single_evaluation_scales():
+    from tasks.gan.report import evaluations_section
+    runs = {("long", "ccbn"): [_gan_run("ccbn", 0, {1000: 200.0, 2000: 90.0}), _gan_run("ccbn", 1, {1000: 220.0, 2000: 100.0})],
+            ("long", "sabn"): [_gan_run("sabn", 0, {1000: 210.0, 2000: 80.0}), _gan_run("sabn", 1, {1000: 200.0})]}
+    text = evaluations_section("long", runs)
+    assert "| 1000 | 210.00 (n=2) | 205.00 (n=2) | +10.00, -20.00 | -5.00 | 0.2100 (n=2) | 0.2050 (n=2) |" in text
+    assert "| 2000 | 95.00 (n=2) | 80.00 (n=1) | -10.00 | -10.00 |" in text, "seed 1 of SaBN has not reached 2000"
+    one = {k: [_gan_run(r["norm"], r["seed"], {300: 270.0})] for k, items in runs.items() for r in items[:1]}
+    assert evaluations_section("long", one) == ""

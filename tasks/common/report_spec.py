@@ -85,3 +85,14 @@ def deviations(task: str, scale: str) -> List[str]:
     if not (TASKS_DIR / task / "report.py").is_file():
         return []
     return list(task_report(task).deviations.get(scale, []))
+
+
+def trajectory(run, key: str) -> dict:
+    """{step: value} of a metric at every evaluation of a run, the final one included."""
+    out = {}
+    for record in run.get("curves", []):
+        for prefix in ("eval/", "final/"):
+            value = record.get(prefix + key)
+            if isinstance(value, (int, float)) and value == value:
+                out[record["step"]] = value
+    return out

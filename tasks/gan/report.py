@@ -1,5 +1,38 @@
 """How the GAN task appears in tables, plots, the report and the step benchmark."""
-from ..common.report_spec import Criterion, Row, TaskReport
+from __future__ import annotations
+
+import statistics
+
+from ..common.report_spec import Criterion, Row, TaskReport, trajectory
+
+
+def evaluations_section(scale: str, runs, baseline: str = "ccbn", variant: str = "sabn") -> str:
+    """FID and KID of each arm at every evaluation (mean over seeds) and the paired FID difference
+    variant - baseline per seed, so a reader sees how the gap moves during training, not only where
+    it ends. Left out for a scale with a single evaluation (the cpu tier)."""
+    curves = {(n, r["seed"]): {k: trajectory(r, k) for k in ("fid", "kid")}
+              for n in (baseline, variant) for r in runs.get((scale, n), [])}
+    seeds = sorted(s for n, s in curves if n == variant and (baseline, s) in curves)
+    steps = sorted({t for c in curves.values() for t in c["fid"]})
+    if not seeds or len(steps) < 2:
+        return ""
+
+    def mean_of(norm: str, key: str, t: int, digits: int) -> str:
+        values = [c[key][t] for (n, _), c in curves.items() if n == norm and t in c[key]]
+        return f"{statistics.mean(values):.{digits}f} (n={len(values)})" if values else "-"
+
+    lines = ["", f"Every evaluation (EMA generator): FID and KID, mean over the seeds that reached it, and the "
+             f"paired FID difference {variant} - {baseline} of each seed (seeds {seeds}):", "",
+             f"| step | FID {baseline} | FID {variant} | FID {variant} - {baseline}, per seed | mean | "
+             f"KID {baseline} | KID {variant} |", "|---|---|---|---|---|---|---|"]
+    for t in steps:
+        diffs = [curves[(variant, s)]["fid"][t] - curves[(baseline, s)]["fid"][t] for s in seeds
+                 if t in curves[(variant, s)]["fid"] and t in curves[(baseline, s)]["fid"]]
+        per_seed = ", ".join(f"{d:+.2f}" for d in diffs) or "-"
+        mean = f"{statistics.mean(diffs):+.2f}" if diffs else "-"
+        lines.append(f"| {t} | {mean_of(baseline, 'fid', t, 2)} | {mean_of(variant, 'fid', t, 2)} | {per_seed} | "
+                     f"{mean} | {mean_of(baseline, 'kid', t, 4)} | {mean_of(variant, 'kid', t, 4)} |")
+    return "\n".join(lines) + "\n"
 
 REPORT = TaskReport(
     title="Class-conditional GAN (SNGAN-32) — CCBN vs SaBN",
@@ -29,4 +62,5 @@ REPORT = TaskReport(
     criteria={"long": Criterion("fid", "ccbn", "sabn", kind="paired_t", alpha=0.05, min_runs=3)},
     bench_norm="sabn",
     paper_scale="paper_sngan",
+    sections=(evaluations_section,),
 )
