@@ -18,6 +18,7 @@ from make_tables import NORM_ORDER, ROOT, load  # noqa: E402
 from tasks.common.report_spec import task_report  # noqa: E402
 from tasks.common.task import task_names  # noqa: E402
 
+
 def _series(run, key, report):
     if key.startswith("series:"):   # derived by the task's report from a run (e.g. NAS alpha traces)
         x, y = report.series[key.split(":", 1)[1]](run)
@@ -27,6 +28,12 @@ def _series(run, key, report):
         return np.arange(1, len(values) + 1), np.array([np.nan if v is None else v for v in values], float)
     rows = [r for r in run.get("curves", []) if key in r and isinstance(r[key], (int, float))]
     return np.array([r["step"] for r in rows]), np.array([r[key] for r in rows], float)
+
+
+def _x_label(key: str, report) -> str:
+    if key.startswith("series:"):
+        return report.series_x.get(key.split(":", 1)[1], "epoch")
+    return "epoch" if key.startswith("per_epoch:") else "step"
 
 
 def plot(task: str) -> list:
@@ -53,7 +60,7 @@ def plot(task: str) -> list:
                 ax.plot(x, mean, label=f"{norm} (n={len(series)})")
                 if len(series) > 1:
                     ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
-            ax.set_xlabel("epoch" if key.startswith(("per_epoch", "series")) else "step")
+            ax.set_xlabel(_x_label(key, report))
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)

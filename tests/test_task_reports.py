@@ -129,3 +129,9 @@ def test_gan_evaluations_section_pairs_each_seed_at_each_step_and_skips_single_e
     assert "| 2000 | 95.00 (n=2) | 80.00 (n=1) | -10.00 | -10.00 |" in text, "seed 1 of SaBN has not reached 2000"
     one = {k: [_gan_run(r["norm"], r["seed"], {300: 270.0})] for k, items in runs.items() for r in items[:1]}
     assert evaluations_section("long", one) == ""
+
+
+def test_gan_fid_series_draws_only_runs_evaluated_more_than_once():
+    series = task_reports()["gan"].series["fid"]
+    assert series(_gan_run("sabn", 0, {1000: 210.0, 2000: 88.0})) == ([1000, 2000], [210.0, 88.0])
+    assert series(_gan_run("sabn", 0, {300: 270.0})) == ([], [])

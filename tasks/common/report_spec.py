@@ -64,6 +64,7 @@ class TaskReport:
     sections: Tuple[Callable[[str, Any], str], ...] = ()
     # per-epoch series derived from a result file, for panels named "series:<name>": run -> (epochs, values)
     series: Dict[str, Callable[[Dict[str, Any]], Tuple[List[float], List[float]]]] = field(default_factory=dict)
+    series_x: Dict[str, str] = field(default_factory=dict)   # a series' x axis where it is not "epoch"
 
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)

@@ -6,6 +6,12 @@ import statistics
 from ..common.report_spec import Criterion, Row, TaskReport, trajectory
 
 
+def fid_series(run) -> tuple:
+    """(steps, FID) at every evaluation of a run; empty for a run evaluated once (no curve to draw)."""
+    points = sorted(trajectory(run, "fid").items())
+    return ([t for t, _ in points], [v for _, v in points]) if len(points) > 1 else ([], [])
+
+
 def evaluations_section(scale: str, runs, baseline: str = "ccbn", variant: str = "sabn") -> str:
     """FID and KID of each arm at every evaluation (mean over seeds) and the paired FID difference
     variant - baseline per seed, so a reader sees how the gap moves during training, not only where
@@ -44,7 +50,8 @@ REPORT = TaskReport(
            ("fid", "sabn"): "8.97 (SNGAN) / 9.11 (AutoGAN) / 8.03 (BigGAN)",
            ("is", "ccbn"): "8.76 / 8.43 / 8.91", ("is", "sabn"): "8.89 / 8.72 / 9.01"},
     paper_note="the official README (CIFAR-10, 50k samples, TF-Inception IS, FID vs train statistics).",
-    panels=(("train/d_loss", "D hinge loss"), ("train/g_loss", "G loss")),
+    panels=(("train/d_loss", "D hinge loss"), ("train/g_loss", "G loss"), ("series:fid", "FID of the EMA G")),
+    series={"fid": fid_series}, series_x={"fid": "G step"},
     deviations={
         "cpu": ["SNGAN-32 with 64-channel G and D instead of G 256 / D 128", "300 steps with n_dis = 1 at batch 64 "
                 "instead of 50k G steps with n_dis = 5 and G batch 128; EMA decay 0.99 instead of 0.999",
