@@ -62,7 +62,9 @@ def table(task: str, scale: str, runs) -> str:
     sample = runs[(scale, norms[0])][0]
     seeds = sorted({r["seed"] for n in norms for r in runs[(scale, n)]})
     wall = sum(r["wall_time_s"] for n in norms for r in runs[(scale, n)])
-    commits = sorted({r["provenance"]["commit"][:10] for n in norms for r in runs[(scale, n)]})
+    # a resumed run's result names every commit that trained it (its segments)
+    commits = sorted({c[:10] for n in norms for r in runs[(scale, n)]
+                      for c in [r["provenance"]["commit"], *(s["commit"] for s in r.get("segments", []) if "commit" in s)]})
     meta = [
         "", f"Scale: `{scale}`; seeds {seeds}; commits {commits}; total wall time {wall / 60:.1f} min on "
         f"{sample['provenance']['hardware']['cpu']} ({sample['provenance']['hardware']['threads']} threads).",

@@ -6,8 +6,9 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -61,3 +62,30 @@ def provenance(device: str = "cpu") -> Dict[str, Any]:
         "start_time": now(),
         **extra,
     }
+
+
+class RunHistory:
+    """The segments of one run: one per process that trained it (the start, each resume, an extension
+    to more steps), each with its commit, command, threads, steps and wall time. Every checkpoint holds
+    the history up to its step, so a resumed run's result file names every commit that made it and its
+    whole training time; work after the last checkpoint that a killed process lost is not counted (it
+    was done again). A checkpoint from before histories were kept gives one unrecorded segment."""
+
+    def __init__(self, prov: Dict[str, Any], start: int, prior: Optional[List[Dict[str, Any]]] = None) -> None:
+        if prior is None:
+            prior = [{"from_step": 0, "to_step": start, "recorded": False}] if start > 0 else []
+        self.prior, self.prov, self.start = [dict(s) for s in prior], prov, start
+        self.t0 = time.perf_counter()
+
+    def upto(self, step: int) -> List[Dict[str, Any]]:
+        """The history with this process's segment ending at ``step`` (now)."""
+        prov = self.prov
+        current = {"commit": prov["commit"], "dirty": prov["dirty"], "command": prov["command"],
+                   "threads": prov["hardware"]["threads"], "start_time": prov["start_time"], "end_time": now(),
+                   "from_step": self.start, "to_step": step, "wall_time_s": round(time.perf_counter() - self.t0, 2)}
+        return self.prior + [current]
+
+    @staticmethod
+    def wall_time_s(segments: List[Dict[str, Any]]) -> float:
+        """Total wall time of the recorded segments."""
+        return round(sum(s.get("wall_time_s", 0.0) for s in segments), 2)

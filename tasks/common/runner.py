@@ -5,7 +5,6 @@ import contextlib
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -18,7 +17,7 @@ from .distributed import cleanup, init_distributed, unwrap
 from .config import schema_defaults
 from .logging import MetricsLogger, read_metrics
 from .rundir import RunLock, check_writable, read_jsonl, remove_orphan_temporaries, resolve_run_dir, trim_logs
-from .provenance import now, provenance
+from .provenance import RunHistory, now, provenance
 from .report_spec import deviations
 from .results import keep_image, result_path, write_result
 from .seeding import isolated_rng, rng_state, seed_everything, set_rng_state
@@ -70,9 +69,10 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _payload(state: TaskState, ctx: RunContext, step: int, best: Dict[str, Any]) -> Dict[str, Any]:
+def _payload(state: TaskState, ctx: RunContext, step: int, best: Dict[str, Any], history: RunHistory) -> Dict[str, Any]:
     return {
         "step": step,
+        "segments": history.upto(step),
         "modules": {k: unwrap(m).state_dict() for k, m in state.modules.items()},
         "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
         "schedulers": {k: s.state_dict() for k, s in state.schedulers.items()},
@@ -155,8 +155,9 @@ def _setup(cfg: DictConfig, task: Task):
 
 
 def _resume(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState):
-    """Restore ``last.pt`` when there is one; returns (start step, best, total steps)."""
-    start, best = 0, {"score": None, "step": None}
+    """Restore ``last.pt`` when there is one; returns (start step, best, total steps, the run's
+    segments so far or None)."""
+    start, best, prior = 0, {"score": None, "step": None}, None
     resume_from = ckpt.find_resume(ctx.run_dir) if cfg.trainer.resume else None
     if resume_from is not None:
         payload = ckpt.load_checkpoint(resume_from, map_location=ctx.device)
@@ -168,14 +169,14 @@ def _resume(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState):
                 "\nUse another paths.run_dir, trainer.resume=false to start over, or "
                 "trainer.allow_config_change=true to resume anyway")
         _restore(state, ctx, payload)
-        start, best = payload["step"], payload["best"]
+        start, best, prior = payload["step"], payload["best"], payload.get("segments")
     steps = task.total_steps(ctx, state)
     if start > steps:
         raise ckpt.CheckpointError(
             f"{resume_from} is at step {start}, past the {steps} steps this config asks for; a run cannot be "
             "shortened after the fact. Evaluate that checkpoint (evaluate.py), keep snapshots with "
             "trainer.keep_every, or start a shorter run in another paths.run_dir")
-    return start, best, steps
+    return start, best, steps, prior
 
 
 def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
@@ -196,28 +197,28 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
 
 def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
     ctx, state = _setup(cfg, task)
-    start, best, steps = _resume(cfg, task, ctx, state)
+    start, best, steps, prior = _resume(cfg, task, ctx, state)
     prov = provenance(str(ctx.device))
+    history = RunHistory(prov, start, prior)
     if ctx.dist.is_main:
         trim_logs(ctx.run_dir, start)
         (ctx.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         (ctx.run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
-    wall0 = time.perf_counter()
-    status, signum, best = _fit(cfg, task, ctx, state, start, steps, best)
+    status, signum, best = _fit(cfg, task, ctx, state, start, steps, best, history)
     if status != "completed":
         ctx.logger.close()
         cleanup()
         return {"status": status, "signal": signum}
-    return _finish(cfg, task, ctx, state, steps, best, start, prov, wall0)
+    return _finish(cfg, task, ctx, state, steps, best, start, prov, history)
 
 
-def _save(ctx: RunContext, state: TaskState, name: str, at: int, best: Dict[str, Any]) -> None:
+def _save(ctx: RunContext, state: TaskState, name: str, at: int, best: Dict[str, Any], history: RunHistory) -> None:
     if ctx.dist.is_main:
-        ckpt.save_checkpoint(_payload(state, ctx, at, best), ctx.run_dir / "checkpoints" / name)
+        ckpt.save_checkpoint(_payload(state, ctx, at, best, history), ctx.run_dir / "checkpoints" / name)
 
 
 def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: int, steps: int,
-         best: Dict[str, Any]):
+         best: Dict[str, Any], history: RunHistory):
     """The training loop from ``start`` to ``steps``: logging, evaluations, checkpoints and a clean stop
     on SIGTERM / SIGINT. Returns (status, signal number, best)."""
     logger = ctx.logger
@@ -241,12 +242,12 @@ def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: 
                 logger.log(done, scores, "eval/")
                 if _improved(scores.get(task.score_key), best, task.score_mode):
                     best = {"score": scores[task.score_key], "step": done}
-                    _save(ctx, state, "best.pt", done, best)
+                    _save(ctx, state, "best.pt", done, best, history)
             if cfg.trainer.keep_every and done % cfg.trainer.keep_every == 0:
-                _save(ctx, state, f"step{done:07d}.pt", done, best)
+                _save(ctx, state, f"step{done:07d}.pt", done, best, history)
             # The last step is saved before the final evaluation, so a failing evaluation loses nothing.
             if stop.raised or done == steps or (cfg.trainer.checkpoint_every and done % cfg.trainer.checkpoint_every == 0):
-                _save(ctx, state, "last.pt", done, best)
+                _save(ctx, state, "last.pt", done, best, history)
             if stop.raised:
                 status, signum = f"interrupted by {stop.raised} after step {done}; rerun the same command to resume", stop.signum
                 break
@@ -255,18 +256,19 @@ def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: 
 
 
 def _finish(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, steps: int, best: Dict[str, Any],
-            start: int, prov: Dict[str, Any], wall0: float) -> Dict[str, Any]:
-    """The final evaluation, the last checkpoints and the result file (wall time: from the loop's start
-    to the last checkpoint, the final evaluation included)."""
+            start: int, prov: Dict[str, Any], history: RunHistory) -> Dict[str, Any]:
+    """The final evaluation, the last checkpoints and the result file (wall time: every recorded segment
+    of the run, from each loop's start to its last kept checkpoint, the final evaluation included)."""
     with isolated_rng():
         final = task.evaluate(state, steps, ctx, final=True)
     ctx.logger.log(steps, final, "final/")
     if _improved(final.get(task.score_key), best, task.score_mode):
         best = {"score": final[task.score_key], "step": steps}
-        _save(ctx, state, "best.pt", steps, best)
-    _save(ctx, state, "last.pt", steps, best)
-    wall = time.perf_counter() - wall0
-    out = {"status": "completed", "metrics": final, "best": best, "wall_time_s": round(wall, 2),
+        _save(ctx, state, "best.pt", steps, best, history)
+    segments = history.upto(steps)
+    _save(ctx, state, "last.pt", steps, best, history)
+    wall = RunHistory.wall_time_s(segments)
+    out = {"status": "completed", "metrics": final, "best": best, "wall_time_s": wall,
            "run_dir": str(ctx.run_dir)}
     if ctx.dist.is_main and cfg.results.write:
         path = result_path(cfg.paths.results_dir, task.name, cfg.results.experiment, cfg.trainer.seed)
@@ -275,7 +277,7 @@ def _finish(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, step
             "norm": cfg.norm.name, "seed": cfg.trainer.seed, "metrics": final, "best": best,
             "protocol": task.protocol(ctx, state), "deviations": deviations(task.name, cfg.results.scale),
             "provenance": {**prov, "end_time": now()},
-            "wall_time_s": round(wall, 2), "resumed_from_step": start, "curves": read_metrics(ctx.run_dir),
+            "wall_time_s": wall, "resumed_from_step": start, "segments": segments, "curves": read_metrics(ctx.run_dir),
             "analysis": read_jsonl(ctx.run_dir / "analysis.jsonl"),
             "config": OmegaConf.to_container(cfg, resolve=True)})
         out["result_file"] = str(path)

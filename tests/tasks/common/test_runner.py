@@ -117,3 +117,31 @@ def test_channels_last_null_takes_the_tasks_choice_for_the_device_and_saves_it(t
     monkeypatch.setattr(type(task), "channels_last_on", {"cuda": True})
     train(_cfg(tmp_path / "n", "trainer.steps=1"))
     assert yaml.safe_load((tmp_path / "n" / "config.yaml").read_text())["trainer"]["channels_last"] is False
+
+
+def test_a_resumed_runs_result_lists_every_segment_and_their_total_wall_time(tmp_path, cifar10):
+    extra = ("results.write=true", f"paths.results_dir={tmp_path / 'results'}")
+    assert train(_cfg(tmp_path / "s", *extra), _KillAt(1))["status"].startswith("interrupted")
+    saved = load_checkpoint(tmp_path / "s" / "checkpoints" / "last.pt")["segments"]
+    assert [(s["from_step"], s["to_step"]) for s in saved] == [(0, 2)]
+    out = train(_cfg(tmp_path / "s", *extra))
+    result = json.loads((tmp_path / "results" / "adv" / "smoke_saauxbn" / "seed0.json").read_text())
+    segments = result["segments"]
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 2), (2, 4)]
+    assert segments[0]["wall_time_s"] == saved[0]["wall_time_s"], "the first process's time, as its checkpoint kept it"
+    assert all({"commit", "command", "threads", "start_time", "end_time"} <= s.keys() for s in segments)
+    assert result["wall_time_s"] == out["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in segments))
+    assert result["resumed_from_step"] == 2
+
+
+def test_a_checkpoint_from_before_histories_gives_one_unrecorded_segment(tmp_path, cifar10):
+    from tasks.common.checkpoint import save_checkpoint
+    assert train(_cfg(tmp_path / "o", "trainer.steps=2"))["status"] == "completed"
+    path = tmp_path / "o" / "checkpoints" / "last.pt"
+    payload = load_checkpoint(path)
+    del payload["segments"], payload["format"]
+    save_checkpoint(payload, path)
+    train(_cfg(tmp_path / "o", "trainer.steps=4"))
+    segments = load_checkpoint(path)["segments"]
+    assert segments[0] == {"from_step": 0, "to_step": 2, "recorded": False}
+    assert (segments[1]["from_step"], segments[1]["to_step"]) == (2, 4) and segments[1]["wall_time_s"] > 0
