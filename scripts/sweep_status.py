@@ -1,4 +1,4 @@
-"""Where a sweep stands: one line per run directory, read from its files (nothing is loaded into torch).
+"""Where a sweep stands: one line per run directory, read from its files (no checkpoint is loaded).
 
     python scripts/sweep_status.py                    # every run under runs/
     python scripts/sweep_status.py runs/gan/long_*    # some of them (a folder of seeds or one seed)
@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tasks.common.rundir import read_jsonl  # noqa: E402   (a torn last line, mid-write, is dropped)
 
 
 def lock_holder(run_dir: Path, locks: Path = Path("/proc/locks")) -> Optional[int]:
@@ -35,13 +38,6 @@ def lock_holder(run_dir: Path, locks: Path = Path("/proc/locks")) -> Optional[in
     return None
 
 
-def _last_records(path: Path) -> List[Dict[str, Any]]:
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
-
-
 def _steps(run_dir: Path) -> Optional[int]:
     """trainer.steps of the run's saved config (None where the task counts epochs instead)."""
     from omegaconf import OmegaConf
@@ -53,7 +49,7 @@ def _steps(run_dir: Path) -> Optional[int]:
 
 def status(run_dir: Path) -> Dict[str, Any]:
     """The state of one run directory, from its metrics, config, lock and result file."""
-    records = _last_records(run_dir / "metrics.jsonl")
+    records = read_jsonl(run_dir / "metrics.jsonl")
     step = max((r["step"] for r in records), default=0)
     evals = [r for r in records if any(k.startswith(("eval/", "final/")) for k in r)]
     last_eval = None
