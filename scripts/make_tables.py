@@ -23,10 +23,15 @@ NORM_ORDER = list_norms()   # registration order: a baseline before its sandwich
 SANDWICH = tuple(n for n in NORM_ORDER if get_norm_spec(n).sandwich)   # the paper's arms, paired against the others
 
 
+def _digits(values) -> int:
+    """Decimals for a metric whose values are ``values``: KID and losses below 1 need more."""
+    return 4 if max(abs(v) for v in values) < 1 else 2
+
+
 def _fmt(values):
     if not values:
         return "n/a"
-    digits = 4 if max(abs(v) for v in values) < 1 else 2   # KID and losses below 1 need more
+    digits = _digits(values)
     if len(values) == 1:
         return f"{values[0]:.{digits}f} (n=1)"
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
@@ -98,7 +103,10 @@ def paired(task: str, scale: str, runs, key: str, baseline: str, variant: str):
     p = None
     if better and sd > 0:
         p = float(stats.ttest_1samp(diffs, 0.0, alternative="greater" if better == "max" else "less").pvalue)
-    return {"seeds": seeds, "diffs": diffs, "mean": mean, "ci": (mean - half, mean + half), "p": p, "n": n}
+    # differences are printed to the precision of the metric itself, not of the (smaller) differences
+    digits = _digits([by_seed[n][s] for n in (baseline, variant) for s in seeds])
+    return {"seeds": seeds, "diffs": diffs, "mean": mean, "ci": (mean - half, mean + half), "p": p, "n": n,
+            "digits": digits}
 
 
 def paired_table(task: str, scale: str, runs) -> str:
@@ -112,10 +120,11 @@ def paired_table(task: str, scale: str, runs) -> str:
             result = paired(task, scale, runs, key, baseline, variant)
             if result is None:
                 continue
-            per_seed = ", ".join(f"{d:+.2f}" for d in result["diffs"])
+            d = result["digits"]
+            per_seed = ", ".join(f"{x:+.{d}f}" for x in result["diffs"])
             p = "n/a" if result["p"] is None else f"{result['p']:.3f}"
-            lines.append(f"| {label} | {variant} - {baseline} | {per_seed} | {result['mean']:+.2f} | "
-                         f"[{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}] | {p} | {result['n']} |")
+            lines.append(f"| {label} | {variant} - {baseline} | {per_seed} | {result['mean']:+.{d}f} | "
+                         f"[{result['ci'][0]:+.{d}f}, {result['ci'][1]:+.{d}f}] | {p} | {result['n']} |")
     if not lines:
         return ""
     head = ["", "Paired differences (same seed = same data order, noise and, where the preset pairs it, initial "
@@ -142,8 +151,9 @@ def criterion(task: str, scale: str, runs) -> str:
                    {r["seed"] for r in runs[(scale, baseline)] if _value(r, key) is not None})
         return head + f"Outcome: not enough paired seeds yet ({have} of the {crit.min_runs} the preset asks for).\n"
     verdict = "supported" if result["p"] < alpha else "not supported"
-    return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.2f} "
-                   f"(95 % CI [{result['ci'][0]:+.2f}, {result['ci'][1]:+.2f}]), p = {result['p']:.3f}: "
+    d = result["digits"]
+    return head + (f"Outcome on {result['n']} seeds: mean difference {result['mean']:+.{d}f} "
+                   f"(95 % CI [{result['ci'][0]:+.{d}f}, {result['ci'][1]:+.{d}f}]), p = {result['p']:.3f}: "
                    f"'{variant} better than {baseline}' is {verdict} at this scale.\n")
 
 

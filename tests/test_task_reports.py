@@ -120,6 +120,17 @@ def test_gan_criterion_counts_the_paired_seeds_it_has_then_decides_on_three():
     assert "is not supported" in mt.criterion("gan", "long", runs)
 
 
+def test_paired_differences_keep_the_precision_of_the_metric_not_of_the_difference():
+    mt = _make_tables()
+    runs = {("long", "ccbn"): [{"norm": "ccbn", "seed": s, "scale": "long", "metrics": {"fid": f, "kid": k}}
+                               for s, f, k in [(0, 56.8, 0.0333), (1, 52.6, 0.0337)]],
+            ("long", "sabn"): [{"norm": "sabn", "seed": s, "scale": "long", "metrics": {"fid": f, "kid": k}}
+                               for s, f, k in [(0, 59.1, 0.0340), (1, 58.2, 0.0358)]]}
+    text = mt.paired_table("gan", "long", runs)
+    assert "| sabn - ccbn | +0.0007, +0.0021 | +0.0014 |" in text, "KID differences rounded to 0.00 say nothing"
+    assert "| sabn - ccbn | +2.30, +5.60 | +3.95 |" in text, text
+
+
 def test_gan_evaluations_section_pairs_each_seed_at_each_step_and_skips_single_evaluation_scales():
     from tasks.gan.report import evaluations_section
     runs = {("long", "ccbn"): [_gan_run("ccbn", 0, {1000: 200.0, 2000: 90.0}), _gan_run("ccbn", 1, {1000: 220.0, 2000: 100.0})],
