@@ -5,7 +5,7 @@
 
 For each run: the step reached of the steps its config asks for, the last evaluation, whether a
 process holds it now (its pid, from the kernel's lock table, so a killed run never shows as running)
-and whether its result file is written. A run that is neither running nor finished resumes with its
+and whether it finished (a final evaluation at the length its config asks for). A run that is neither running nor finished resumes with its
 own command (provenance.json).
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _steps(run_dir: Path) -> Optional[int]:
 
 
 def status(run_dir: Path) -> Dict[str, Any]:
-    """The state of one run directory, from its metrics, config, lock and result file."""
+    """The state of one run directory, from its metrics, config, lock and provenance."""
     records = read_jsonl(run_dir / "metrics.jsonl")
     step = max((r["step"] for r in records), default=0)
     evals = [r for r in records if any(k.startswith(("eval/", "final/")) for k in r)]
