@@ -13,7 +13,9 @@ SaAuxBN                  yes               yes            yes
 ======================  ================  =============  =====================
 
 Output: ``h = gamma_k * (gamma_sa * BN_k(x) + beta_sa) + beta_k`` where ``BN_k`` is one set of
-statistics (or one per condition with ``split_statistics``). Inputs are (N, C, *) tensors; the
+statistics (or one per condition with ``split_statistics``). Inputs are (N, C, *) tensors, normalised
+over every dim but C as ``F.batch_norm`` does, so one class serves MLP (N, C), sequence (N, C, L) and
+image inputs; this is the one place where they accept more than ``nn.BatchNorm2d`` (4-d only). The
 "2d" names follow PyTorch's convention for the common image case.
 """
 from __future__ import annotations

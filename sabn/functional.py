@@ -49,16 +49,28 @@ def _triton(x: Tensor):
     return triton_kernels if triton_kernels.available(x) else None
 
 
+def _update_stats(x4: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float):
+    """Batch mean and biased variance of ``x4`` per channel (ATen's Welford kernel), updating the running
+    buffers in place. Buffers of another dtype than ``x4`` (a half module: x4 is float32 then) are
+    updated through float32 copies, as ``nn.BatchNorm2d`` keeps low-precision running statistics."""
+    if running_mean is None or running_mean.dtype == x4.dtype:
+        return torch.batch_norm_update_stats(x4, running_mean, running_var, momentum)
+    rm, rv = running_mean.to(x4.dtype), running_var.to(x4.dtype)
+    mean, var = torch.batch_norm_update_stats(x4, rm, rv, momentum)
+    running_mean.copy_(rm)
+    running_var.copy_(rv)
+    return mean, var
+
+
 def _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps):
     """Shared forward: statistics (updating running buffers), then one addcmul with the folded affine."""
     x4 = _as_4d(x).to(_stats_dtype(x))
     if use_batch_stats:
-        # ATen's Welford kernel; also updates the running statistics in place.
-        mean, var = torch.batch_norm_update_stats(x4, running_mean, running_var, momentum)
+        mean, var = _update_stats(x4, running_mean, running_var, momentum)
     else:
         mean, var = running_mean.to(x4.dtype), running_var.to(x4.dtype)
     invstd = torch.rsqrt(var + eps)
-    ctx.use_batch_stats = use_batch_stats
+    ctx.use_batch_stats, ctx.eps = use_batch_stats, eps
     kernels = _triton(x4)
     if kernels is not None:   # one read of x, one write of y, in x's own dtype and layout
         s = scale.to(mean.dtype) * invstd
@@ -130,6 +142,33 @@ def _bn_backward(use_batch_stats, grad_out, x, scale, mean, invstd):
     return grad_x.to(x.dtype).reshape(x.shape), grad_scale, sg
 
 
+def _normalized(x: Tensor, use_batch_stats: bool, mean: Tensor, invstd: Tensor, eps: float) -> Tensor:
+    """x_hat as a differentiable function of ``x`` (batch statistics recomputed, without touching any
+    running buffer; fixed statistics are constants), in the statistics' dtype, 4-d."""
+    x4 = _as_4d(x).to(mean.dtype)
+    if use_batch_stats:
+        return F.batch_norm(x4, None, None, None, None, True, 0.0, eps)
+    return (x4 - mean[None, :, None, None]) * invstd[None, :, None, None]
+
+
+def _differentiable_grads(grad_out: Tensor, x: Tensor, y_of, inputs, needs) -> list:
+    """The first derivatives as a graph (``create_graph``), for double backward: the written-out
+    backwards are exact only to first order (their statistics and folded affines are constants), so
+    when autograd builds a graph of the backward (``autograd.grad(..., create_graph=True)``: gradient
+    penalties, Hessian-vector products) the forward is recomputed as the plain composition ``y_of()``
+    and differentiated by autograd, whose own double backward of batch norm is exact."""
+    with torch.enable_grad():
+        wanted = [t for t, n in zip(inputs, needs) if n and t is not None]
+        y = y_of()
+        grads = iter(torch.autograd.grad(y, wanted, grad_out.to(y.dtype).reshape(y.shape), create_graph=True,
+                                         allow_unused=True) if wanted else ())
+    out = []
+    for t, n in zip(inputs, needs):
+        g = next(grads) if n and t is not None else None
+        out.append(torch.zeros_like(t) if g is None and n and t is not None else g)
+    return out
+
+
 def _contiguous(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.contiguous()
 
@@ -156,6 +195,12 @@ class _SampleAffineBatchNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         x, scale, mean, invstd = ctx.saved_tensors
+        if torch.is_grad_enabled():   # a graph of the backward is being built: exact double backward
+            def y_of():
+                return (scale.to(mean.dtype)[:, :, None, None] * _normalized(x, ctx.use_batch_stats, mean, invstd, ctx.eps))
+            grad_x, grad_scale = _differentiable_grads(grad_out, x, y_of, (x, scale), ctx.needs_input_grad[:2])
+            grad_shift = _as_4d(grad_out).sum((2, 3)).to(scale.dtype) if ctx.needs_input_grad[2] else None
+            return grad_x, grad_scale, grad_shift, None, None, None, None, None
         grad_x, grad_scale, grad_shift = _bn_backward(ctx.use_batch_stats, grad_out, x, scale, mean, invstd)
         return grad_x, grad_scale.to(scale.dtype), grad_shift.to(scale.dtype), None, None, None, None, None
 
@@ -170,14 +215,14 @@ class _ConditionalBatchNorm(torch.autograd.Function):
         ctx.kernel = _conditional_kernel(x, cond_weight, shared_weight, running_mean)
         if ctx.kernel is not None:
             if use_batch_stats:
-                mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
+                mean, var = _update_stats(x, running_mean, running_var, momentum)
             else:
                 mean, var = running_mean, running_var
             y, scale, invstd = ctx.kernel.conditional_forward(
                 x, index.contiguous(), cond_weight.contiguous(), cond_bias.contiguous(),
                 _contiguous(shared_weight), _contiguous(shared_bias), mean.contiguous(), var.contiguous(), eps)
-            ctx.use_batch_stats = use_batch_stats
-            ctx.save_for_backward(x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd)
+            ctx.use_batch_stats, ctx.eps = use_batch_stats, eps
+            ctx.save_for_backward(x, index, cond_weight, cond_bias, shared_weight, shared_bias, scale, mean, invstd)
             return y
         gk, bk = cond_weight[index], cond_bias[index]
         if shared_weight is None:
@@ -185,12 +230,24 @@ class _ConditionalBatchNorm(torch.autograd.Function):
         else:
             scale, shift = gk * shared_weight, torch.addcmul(bk, gk, shared_bias)
         y, mean, invstd = _bn_forward(ctx, x, scale, shift, running_mean, running_var, use_batch_stats, momentum, eps)
-        ctx.save_for_backward(x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd)
+        ctx.save_for_backward(x, index, cond_weight, cond_bias, shared_weight, shared_bias, scale, mean, invstd)
         return y
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, index, cond_weight, shared_weight, shared_bias, scale, mean, invstd = ctx.saved_tensors
+        x, index, cond_weight, cond_bias, shared_weight, shared_bias, scale, mean, invstd = ctx.saved_tensors
+        if torch.is_grad_enabled():   # a graph of the backward is being built: exact double backward
+            def y_of():
+                gk, bk = cond_weight[index], cond_bias[index]
+                if shared_weight is not None:
+                    gk, bk = gk * shared_weight, torch.addcmul(bk, gk, shared_bias)
+                x_hat = _normalized(x, ctx.use_batch_stats, mean, invstd, ctx.eps)
+                return torch.addcmul(bk.to(x_hat.dtype)[:, :, None, None], x_hat, gk.to(x_hat.dtype)[:, :, None, None])
+            needs = ctx.needs_input_grad
+            gx, gcw, gcb, gsw, gsb = _differentiable_grads(
+                grad_out, x, y_of, (x, cond_weight, cond_bias, shared_weight, shared_bias),
+                (needs[0], needs[2], needs[3], needs[4], needs[5]))
+            return gx, None, gcw, gcb, gsw, gsb, None, None, None, None, None
         if ctx.kernel is not None:
             fmt = torch.contiguous_format if x.is_contiguous() else torch.channels_last
             grads = ctx.kernel.conditional_backward(
@@ -287,11 +344,18 @@ class _FoldedBatchNorm(torch.autograd.Function):
         invstd = torch.rsqrt(var + eps)
         ctx.save_for_backward(x, scale, mean, invstd)
         ctx.mark_non_differentiable(mean, var)
+        ctx.eps = eps
         return _fold(x4, scale, shift, mean, invstd).reshape(x.shape), mean, var
 
     @staticmethod
     def backward(ctx, grad_out, _grad_mean, _grad_var):
         x, scale, mean, invstd = ctx.saved_tensors
+        if torch.is_grad_enabled():   # a graph of the backward is being built: exact double backward
+            def y_of():
+                return scale.to(mean.dtype)[:, :, None, None] * _normalized(x, True, mean, invstd, ctx.eps)
+            grad_x, grad_scale = _differentiable_grads(grad_out, x, y_of, (x, scale), ctx.needs_input_grad[:2])
+            grad_shift = _as_4d(grad_out).sum((2, 3)).to(scale.dtype) if ctx.needs_input_grad[2] else None
+            return grad_x, grad_scale, grad_shift, None
         x4, g = _as_4d(x).to(mean.dtype), _as_4d(grad_out).to(mean.dtype)
         sg = g.sum((2, 3))
         grad_x, grad_scale = _grads_from_sums(True, g, x4, scale, mean, invstd, sg, (g * x4).sum((2, 3)))

@@ -49,6 +49,22 @@ SCRIPT = textwrap.dedent("""
                 diffs += [float((p.grad - q.grad).abs().max()) for p, q in zip(fused.parameters(), plain.parameters())]
                 diffs.append(float((fused.running_mean - plain.running_mean).abs().max()))
                 out[f"{name}_{fmt_name}_{'train' if training else 'eval'}"] = max(diffs)
+    # Double backward (an R1-style penalty): the input gradient's graph through the fused layer.
+    torch.manual_seed(2)
+    fused, plain = build_norm("sabn", 5, 4), build_norm("sabn", 5, 4, fused=False)
+    plain.load_state_dict(fused.state_dict())
+    fused.to(sys.argv[1]), plain.to(sys.argv[1])
+    pens, pgrads = [], []
+    for layer in (fused, plain):
+        xx = torch.randn(3, 5, 4, 6, generator=torch.Generator().manual_seed(4)).to(sys.argv[1]).requires_grad_(True)
+        (gx,) = torch.autograd.grad((layer(xx, torch.tensor([0, 3, 1])) * g).sum(), xx, create_graph=True)
+        pen = gx.pow(2).sum()
+        pens.append(pen)
+        grads = torch.autograd.grad(pen, list(layer.parameters()), allow_unused=True)   # shifts: unused
+        pgrads.append([torch.zeros_like(p) if q is None else q for p, q in zip(layer.parameters(), grads)])
+    out["double_backward"] = max([float((pens[0] - pens[1]).abs() / pens[1].abs())] +
+                                 [float((a - b).abs().max() / b.abs().max().clamp_min(1))
+                                  for a, b in zip(*pgrads)])
     x = torch.randn(4, 6, 3, 3).to(torch.bfloat16)
     out["bf16_affine"] = float((tk.affine(x, torch.ones(4, 6), torch.zeros(4, 6)).float() - x.float()).abs().max())
     print("RESULT" + json.dumps(out))
