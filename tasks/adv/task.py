@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 
 from ..common.data import load_dataset, random_crop_flip
-from ..common.config import checked
+from ..common.config import check_subset, checked
 from ..common.distributed import unwrap, wrap_ddp
 from ..common.seeding import paired_init
 from ..common.task import Checkpointed, RunContext, Task, TaskState
@@ -32,7 +32,7 @@ class AttackConfig:
 @dataclass
 class AdvTaskConfig:
     name: str = "adv"
-    blocks: List[int] = checked(factory=lambda: [2, 2, 2, 2], ge=1)  # PreAct-ResNet-18
+    blocks: List[int] = checked(factory=lambda: [2, 2, 2, 2], ge=1, min_length=1)  # PreAct-ResNet-18
     width: int = checked(64, ge=1)
     epochs: int = checked(200, ge=0)  # sets trainer.steps = epochs * batches per epoch when > 0
     batch_size: int = checked(128, ge=1)
@@ -102,6 +102,8 @@ class AdvTask(Task):
         if t.report_epoch > t.epochs:
             raise ValueError(f"task.report_epoch={t.report_epoch} is after the last epoch (task.epochs={t.epochs})")
         val_idx, train_idx = self._split(len(train), t)
+        check_subset("data.train_subset", cfg.data.train_subset, len(train_idx), "images of the training split")
+        check_subset("data.test_subset", cfg.data.test_subset, len(test), "test images")
         if cfg.data.train_subset:
             train_idx = train_idx[:cfg.data.train_subset]
         test_n = min(cfg.data.test_subset or t.test_examples, len(test))

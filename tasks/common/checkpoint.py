@@ -63,7 +63,7 @@ def find_resume(run_dir: Path) -> Optional[Path]:
 # (trainer.steps: a longer run continues; a shorter one is refused by the runner.)
 RUN_CONTROL_KEYS = ("trainer.resume", "trainer.allow_config_change", "trainer.steps", "trainer.progress",
                     "trainer.log_every", "trainer.device", "trainer.num_threads", "trainer.checkpoint_every",
-                    "trainer.keep_every",
+                    "trainer.keep_every", "trainer.on_nonfinite",
                     "results.write", "results.skip_existing", "paths", "logger")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -26,17 +27,24 @@ class ConfigError(ValueError):
 
 def checked(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, ge: Optional[float] = None,
             gt: Optional[float] = None, le: Optional[float] = None, lt: Optional[float] = None,
-            choices: Optional[tuple] = None, pattern: Optional[str] = None) -> Any:
-    """A schema field with the values it accepts (bounds, for lists on every item; choices; a regex).
-    :func:`validate` refuses anything else, naming the key and the rule."""
+            choices: Optional[tuple] = None, pattern: Optional[str] = None, length: Optional[int] = None,
+            min_length: Optional[int] = None) -> Any:
+    """A schema field with the values it accepts (bounds, for lists on every item; choices; a regex; a
+    list's exact or least length). Floats must be finite. :func:`validate` refuses anything else,
+    naming the key and the rule."""
     rules = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt), ("choices", choices),
-                               ("pattern", pattern)) if v is not None}
+                               ("pattern", pattern), ("length", length), ("min_length", min_length)) if v is not None}
     return field(default=default, default_factory=factory, metadata={"rules": rules})
 
 
 def _violation(value: Any, rules: Dict[str, Any]) -> Optional[str]:
     if value is None:
         return None
+    if isinstance(value, (list, tuple)):
+        if "length" in rules and len(value) != rules["length"]:
+            return f"must have {rules['length']} items, not {len(value)}"
+        if "min_length" in rules and len(value) < rules["min_length"]:
+            return f"must have at least {rules['min_length']} item(s), not {len(value)}"
     if isinstance(value, (list, tuple)) and any(k in rules for k in ("ge", "gt", "le", "lt")):
         return next((f"item {v!r}: {why}" for v in value if (why := _violation(v, rules))), None)
     for name, fails, text in (("ge", lambda v, r: v < r, ">= {}"), ("gt", lambda v, r: v <= r, "> {}"),
@@ -50,6 +58,20 @@ def _violation(value: Any, rules: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _nonfinite(key: str, value: Any) -> Optional[tuple]:
+    """(dotted key, value) of the first non-finite float in ``value`` (lists and dicts searched)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    if isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+        return key, value
+    for sub, v in items:
+        found = _nonfinite(f"{key}.{sub}", v)
+        if found:
+            return found
+    return None
+
+
 def check_values(cfg: Any, schema: type, prefix: str = "") -> None:
     """Apply the rules of :func:`checked` fields of ``schema`` (nested schemas too) to ``cfg``."""
     for f in dataclasses.fields(schema):
@@ -58,9 +80,12 @@ def check_values(cfg: Any, schema: type, prefix: str = "") -> None:
         if nested is not None and value is not None:
             check_values(value, nested, key + ".")
             continue
-        rules = f.metadata.get("rules")
+        rules = f.metadata.get("rules") or {}
+        plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        found = _nonfinite(key, plain) if nested is None else None   # NaN passes every bound: refuse it here
+        if found:
+            raise ConfigError(f"bad config: {found[0]}={found[1]!r} must be finite (a number, not nan or inf)")
         if rules:
-            plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
             why = _violation(plain, rules)
             if why:
                 raise ConfigError(f"bad config: {key}={plain!r} {why}")
@@ -98,6 +123,9 @@ class TrainerConfig:
     num_threads: int = checked(0, ge=0)  # torch threads on CPU (0: leave torch's default)
     cpu_kernels: bool = False        # C++ channels_last backward of the SaBN family on CPU (compiled once)
     progress: bool = True
+    # A non-finite loss or weight: stop (exit 3, last.pt keeps the last finite state, no result file)
+    # or skip_step (undo that step's update, count it in the metrics as nonfinite_skips)
+    on_nonfinite: str = checked("stop", choices=("stop", "skip_step"))
 
 
 @dataclass
@@ -217,3 +245,10 @@ def check_length(cfg: DictConfig, unit: str, where: str) -> None:
     if unit == "epochs" and cfg.trainer.steps is not None:
         raise ConfigError(f"task {cfg.task.name} counts its length in epochs ({where}); trainer.steps="
                           f"{cfg.trainer.steps} would be ignored: remove it")
+
+
+def check_subset(key: str, requested: int, available: int, what: str) -> None:
+    """A subset larger than what it is drawn from is refused (it would silently mean 'all of it')."""
+    if requested and requested > available:
+        raise ConfigError(f"bad config: {key}={requested} exceeds the {available} {what}; "
+                          f"use at most {available}, or 0 for all of them")

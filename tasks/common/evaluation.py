@@ -10,6 +10,7 @@ from . import checkpoint as ckpt
 from .config import validate
 from .distributed import DistInfo, unwrap
 from .logging import MetricsLogger
+from .nonfinite import check_payload
 from .runner import prepare_device
 from .seeding import seed_everything
 from .task import RunContext, get_task
@@ -23,6 +24,7 @@ def evaluate_checkpoint(path: str, task_name: Optional[str] = None, norm: Option
     ``overrides`` (dotted keys) change evaluation settings such as ``task.test_examples``.
     """
     payload = ckpt.load_checkpoint(Path(path))
+    check_payload(payload, str(path))   # argmax of NaN logits would read as an accuracy
     saved = OmegaConf.create(payload["config"])
     if task_name and saved.task.name != task_name:
         raise ckpt.CheckpointError(f"{path} is a '{saved.task.name}' checkpoint, not '{task_name}'")

@@ -8,6 +8,8 @@ from typing import Any, Dict, Optional
 
 from torch import Tensor
 
+from .nonfinite import sanitize
+
 
 class MetricsLogger:
     """Writes ``metrics.jsonl`` in the run directory and TensorBoard scalars and images."""
@@ -26,9 +28,9 @@ class MetricsLogger:
     def log(self, step: int, metrics: Dict[str, Any], prefix: str = "") -> None:
         if not self.enabled:
             return
-        row = {"step": step, **{f"{prefix}{k}": v for k, v in metrics.items()}}
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(row, default=float) + "\n")
+        row = sanitize({"step": step, **{f"{prefix}{k}": v for k, v in metrics.items()}})
+        with open(self.path, "a") as handle:   # strict JSON: a non-finite value is written as null
+            handle.write(json.dumps(row, default=float, allow_nan=False) + "\n")
         if self.writer is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import nonfinite
 from .distributed import cleanup, init_distributed, unwrap
 from .config import schema_defaults
 from .logging import MetricsLogger, read_metrics
@@ -80,6 +82,7 @@ def _payload(state: TaskState, ctx: RunContext, step: int, best: Dict[str, Any],
         "extra": state.extra.state_dict(),
         "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else {},
         "rng": rng_state(),
+        "nonfinite_skips": ctx.nonfinite_skips,
         "best": best,
         "config": OmegaConf.to_container(ctx.cfg, resolve=True),
     }
@@ -101,10 +104,11 @@ def _restore(state: TaskState, ctx: RunContext, payload: Dict[str, Any]) -> None
     if ctx.scaler is not None and payload.get("scaler"):
         ctx.scaler.load_state_dict(payload["scaler"])
     set_rng_state(payload["rng"])
+    ctx.nonfinite_skips = int(payload.get("nonfinite_skips", 0))
 
 
 def _improved(score: Optional[float], best: Dict[str, Any], mode: str) -> bool:
-    if score is None:
+    if score is None or not math.isfinite(float(score)):   # a NaN score never selects best.pt
         return False
     if best.get("score") is None:
         return True
@@ -214,7 +218,9 @@ def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
 
 def _save(ctx: RunContext, state: TaskState, name: str, at: int, best: Dict[str, Any], history: RunHistory) -> None:
     if ctx.dist.is_main:
-        ckpt.save_checkpoint(_payload(state, ctx, at, best, history), ctx.run_dir / "checkpoints" / name)
+        payload = _payload(state, ctx, at, best, history)
+        nonfinite.check_payload(payload, f"not writing checkpoints/{name}")   # the previous file stays
+        ckpt.save_checkpoint(payload, ctx.run_dir / "checkpoints" / name)
 
 
 def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: int, steps: int,
@@ -226,10 +232,18 @@ def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: 
     status, signum = "completed", 0
     bar = tqdm(total=steps, initial=start, desc=f"{task.name}/{cfg.norm.name}", dynamic_ncols=True,
                disable=not (cfg.trainer.progress and ctx.dist.is_main))
+    mode = cfg.trainer.on_nonfinite
+    guard = nonfinite.StepGuard(state) if mode == "skip_step" else None
     with _StopFlag() as stop:
         for step in range(start, steps):
+            if guard is not None:
+                guard.snapshot()
             metrics = task.train_step(state, step, ctx)
             done = step + 1
+            if nonfinite.check_step(metrics, state, done, mode, guard):
+                ctx.nonfinite_skips += 1
+            if guard is not None:
+                metrics["nonfinite_skips"] = ctx.nonfinite_skips
             bar.update(1)
             _inject_fault(done)
             if done % max(cfg.trainer.log_every, 1) == 0 or done == steps:
@@ -262,6 +276,10 @@ def _finish(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, step
     with isolated_rng():
         final = task.evaluate(state, steps, ctx, final=True)
     ctx.logger.log(steps, final, "final/")
+    bad = nonfinite.first_nonfinite((k, v) for k, v in final.items())
+    if bad:
+        raise nonfinite.NonFiniteError(f"the final evaluation at step {steps} gave a non-finite {bad[0]} ({bad[1]}); "
+                                       "no result file is written (checkpoints/last.pt holds the weights)")
     if _improved(final.get(task.score_key), best, task.score_mode):
         best = {"score": final[task.score_key], "step": steps}
         _save(ctx, state, "best.pt", steps, best, history)

@@ -25,6 +25,7 @@ class RunContext:
     run_dir: Path
     scaler: Optional[Any] = None     # torch.amp.GradScaler for fp16 on CUDA
     monitor: Optional[Any] = None    # sabn.analysis.GradientMonitor when analysis.enabled
+    nonfinite_skips: int = 0         # steps undone by trainer.on_nonfinite=skip_step (checkpointed)
 
     def __post_init__(self) -> None:
         resolve_layout(self.cfg, self.device)

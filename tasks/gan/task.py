@@ -14,8 +14,8 @@ from torchvision.utils import make_grid, save_image
 from sabn import condition_value_checks
 
 
-from ..common.data import cache_dir, load_dataset
-from ..common.config import checked
+from ..common.data import NUM_CLASSES, cache_dir, load_dataset
+from ..common.config import ConfigError, check_subset, checked
 from ..common.distributed import wrap_ddp
 from ..common.seeding import isolated_rng, rng_isolated
 from ..common.task import Checkpointed, RunContext, Task, TaskState
@@ -63,7 +63,7 @@ class GanTaskConfig:
     d_batch_size: int = checked(64, ge=1)
     g_batch_size: int = checked(128, ge=1)
     lr: float = checked(2e-4, gt=0)
-    betas: List[float] = checked(factory=lambda: [0.0, 0.9], ge=0, lt=1)
+    betas: List[float] = checked(factory=lambda: [0.0, 0.9], ge=0, lt=1, length=2)
     ema_decay: float = checked(0.999, ge=0, le=1)
     ema_start: int = checked(0, ge=0)  # G steps during which the EMA copies G (BigGAN: 1000)
     ema_buffers: str = checked("live", choices=("live", "ema"))  # live: BN statistics of the live G (official); ema: averaged too
@@ -111,6 +111,10 @@ class GanTask(Task):
         cfg, t = ctx.cfg, ctx.cfg.task
         if t.ema_buffers not in ("live", "ema"):
             raise ValueError(f"task.ema_buffers must be 'live' or 'ema', got '{t.ema_buffers}'")
+        known = NUM_CLASSES.get(cfg.data.name)
+        if known is not None and known != t.num_classes:   # before the (slow) load
+            raise ConfigError(f"bad config: task.num_classes={t.num_classes} but data set '{cfg.data.name}' has "
+                              f"{known} classes; set task.num_classes={known}")
         data = load_dataset(cfg.data.name, "train", cfg.data.root, cfg.data.download)
         if len(data.classes) != t.num_classes:
             raise ValueError(f"data set '{cfg.data.name}' has {len(data.classes)} classes but "
@@ -128,6 +132,7 @@ class GanTask(Task):
         g, d = ctx.prepare(g), ctx.prepare(d)
         g_ema = copy.deepcopy(g).requires_grad_(False)
         images, labels = data.images, data.labels
+        check_subset("data.train_subset", cfg.data.train_subset, len(labels), f"training images of {cfg.data.name}")
         if cfg.data.train_subset:
             keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:cfg.data.train_subset]
             images, labels = images[keep], labels[keep]

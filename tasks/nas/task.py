@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 
 from ..common.data import data_search_path, load_dataset, portable_path, random_crop_flip
-from ..common.config import checked
+from ..common.config import check_subset, checked
 from ..common.seeding import paired_init
 from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .benchmark import open_benchmark
@@ -63,9 +63,9 @@ class NasTaskConfig:
     w_momentum: float = checked(0.9, ge=0)
     w_weight_decay: float = checked(5e-4, ge=0)
     nesterov: bool = True
-    grad_clip: float = checked(5.0, ge=0)
+    grad_clip: float = checked(5.0, gt=0)  # max gradient norm of the weights (0 would zero every gradient)
     a_lr: float = checked(3e-4, gt=0)
-    a_betas: List[float] = checked(factory=lambda: [0.5, 0.999], ge=0, lt=1)
+    a_betas: List[float] = checked(factory=lambda: [0.5, 0.999], ge=0, lt=1, length=2)
     a_weight_decay: float = checked(1e-3, ge=0)
     tau_max: float = checked(10.0, gt=0)
     tau_min: float = checked(0.1, gt=0)
@@ -153,6 +153,8 @@ class NasTask(Task):
         if t.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown NAS algorithm '{t.algorithm}'; use one of {ALGORITHMS}")
         w_data, a_data, split_note, train = self._search_data(ctx)
+        check_subset("data.train_subset", cfg.data.train_subset, min(len(w_data[1]), len(a_data[1])),
+                     "images of the smaller search half")
         if cfg.data.train_subset:
             w_data = tuple(v[:cfg.data.train_subset] for v in w_data)
             a_data = tuple(v[:cfg.data.train_subset] for v in a_data)

@@ -16,6 +16,7 @@ from PIL import Image
 from ..cache import file_fingerprint, load_entry, save_entry, tree_fingerprint
 from .paths import DataError, cache_dir
 from .registry import ImageDataset, register_dataset
+from .safe_pickle import load_data_pickle
 
 LAYOUTS = """  {d}/cifar-{n}-batches-py/ or cifar-{n}-python/  (torchvision's pickle files)
   {d}/{{train,test}}/<class name>/*.png|jpg       (class-folder image tree)
@@ -35,13 +36,14 @@ def _from_pickles(folder: Path, name: str, split: str) -> Optional[ImageDataset]
     images, labels = [], []
     for f in files + [meta]:
         try:
-            with open(folder / f, "rb") as handle:
-                entry = pickle.load(handle, encoding="bytes")  # CIFAR's own format; trusted local file
+            entry = load_data_pickle(folder / f, "bytes")   # admits only what CIFAR's format holds
             if f == meta:
                 classes = [c.decode() if isinstance(c, bytes) else c for c in entry[key.encode()]]
             else:
                 images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                 labels.extend(entry[label_key])
+        except DataError:
+            raise
         except Exception as error:  # truncated pickle, wrong file: name it instead of a traceback
             raise DataError(f"cannot read {folder / f} ({type(error).__name__}: {str(error)[:120]}); the "
                             "file is truncated or not a CIFAR pickle. Replace it with a fresh copy") from None

@@ -1,14 +1,15 @@
 """ImageNet16-120 (NAS-Bench-201): the down-sampled ImageNet batch files, classes 1..120 kept."""
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from .paths import DataError
 from .registry import ImageDataset, register_dataset
+from .safe_pickle import load_data_pickle
 
 LAYOUT = """  ImageNet16/train_data_batch_1 ... train_data_batch_10 and ImageNet16/valid_data
   (the pickled batch files of Chrabaszcz et al., as NAS-Bench-201 uses them)"""
@@ -22,8 +23,13 @@ def load_imagenet16(place: Path, split: str) -> Optional[ImageDataset]:
         return None
     images, labels = [], []
     for f in files:
-        with open(folder / f, "rb") as handle:
-            entry = pickle.load(handle, encoding="latin1")  # the data set's own format; local file
+        try:
+            entry = load_data_pickle(folder / f, "latin1")   # admits only what the batch format holds
+        except DataError:
+            raise
+        except Exception as error:  # truncated pickle, wrong file: name it instead of a traceback
+            raise DataError(f"cannot read {folder / f} ({type(error).__name__}: {str(error)[:120]}); the file "
+                            "is truncated or not an ImageNet16 batch file. Replace it with a fresh copy") from None
         lab = np.asarray(entry["labels"])
         keep = (lab >= 1) & (lab <= 120)
         images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16)[keep])

@@ -36,6 +36,9 @@ def register_dataset(name: str, layouts: str):
     return wrap
 
 
+# Class counts of the registered sets, known before loading (configs are checked against them first).
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120, "imagenet-dogs-cats": 143}
+
 # Data sets torchvision can download, and the folder (under the first search place) they go to.
 DOWNLOADABLE = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
