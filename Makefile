@@ -34,7 +34,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_norms.py --quick
 
-# Every cpu-tier experiment whose numbers a table shows (about 5 hours on 2 cores), then the report.
+# Every cpu-tier experiment whose numbers a table shows, then the report: the committed runs' wall times
+# add up to about 9.3 hours (README "Results").
 reproduce-cpu: $(STAMP)
 	bash scripts/reproduce_adv.sh cpu
 	NORMS="auxbn saauxbn" SEEDS="0 1 2 3 4" bash scripts/reproduce_adv.sh cpu_paired

@@ -67,12 +67,16 @@ def table(task: str, scale: str, runs) -> str:
     sample = runs[(scale, norms[0])][0]
     seeds = sorted({r["seed"] for n in norms for r in runs[(scale, n)]})
     wall = sum(r["wall_time_s"] for n in norms for r in runs[(scale, n)])
+    partial = [f"{n} seed {r['seed']}" for n in norms for r in runs[(scale, n)] if wall_time_partial(r)]
     # a resumed run's result names every commit that trained it (its segments)
     commits = sorted({c[:10] for n in norms for r in runs[(scale, n)]
                       for c in [r["provenance"]["commit"], *(s["commit"] for s in r.get("segments", []) if "commit" in s)]})
     meta = [
-        "", f"Scale: `{scale}`; seeds {seeds}; commits {commits}; total wall time {wall / 60:.1f} min on "
-        f"{sample['provenance']['hardware']['cpu']} ({sample['provenance']['hardware']['threads']} threads).",
+        "", f"Scale: `{scale}`; seeds {seeds}; commits {commits}; total wall time "
+        f"{'at least ' if partial else ''}{wall / 60:.1f} min on "
+        f"{sample['provenance']['hardware']['cpu']} ({sample['provenance']['hardware']['threads']} threads)"
+        + (f"; an undercount: {', '.join(partial)} resumed before runs kept per-segment history, and "
+           "their files lack the wall time of the processes before that" if partial else "") + ".",
         f"Protocol: `{json.dumps(sample['protocol'], sort_keys=True)}`.",
         f"Command: `{sample['provenance']['command']}` (one per norm and seed).",
         f"Paper columns: {spec.paper_note} They are targets for the paper-scale presets, not for this scale.",
@@ -134,6 +138,12 @@ def paired_table(task: str, scale: str, runs) -> str:
     return "\n".join(head + lines) + "\n"
 
 
+def wall_time_partial(run) -> bool:
+    """A run resumed before per-segment history existed: its wall time is its last process's only."""
+    segments = run.get("segments") or []
+    return bool(run.get("resumed_from_step")) and (not segments or any(s.get("recorded") is False for s in segments))
+
+
 def criterion(task: str, scale: str, runs) -> str:
     """The pre-stated criterion of this scale and its outcome, whichever way it falls."""
     crit = task_report(task).criteria.get(scale)
@@ -168,11 +178,33 @@ def mann_whitney(task: str, scale: str, runs, crit) -> str:
         return head + (f"Outcome: not enough runs yet ({len(a)} {crit.variant} and {len(b)} {crit.baseline}; "
                        f"the preset asks for {crit.min_runs} per arm).\n")
     from scipy import stats
-    p = float(stats.mannwhitneyu(a, b, alternative="greater" if row.better == "max" else "less").pvalue)
+    greater = row.better == "max"
+    p = float(stats.mannwhitneyu(a, b, alternative="greater" if greater else "less").pvalue)
+    exact = exact_mann_whitney_p(a, b, greater)
     verdict = "supported" if p < crit.alpha else "not supported"
     return head + (f"Outcome on {len(a)} vs {len(b)} runs: medians {statistics.median(a):.2f} vs {statistics.median(b):.2f}, "
-                   f"means {statistics.mean(a):.2f} vs {statistics.mean(b):.2f}, p = {p:.3f}: "
+                   f"means {statistics.mean(a):.2f} vs {statistics.mean(b):.2f}, p = {p:.3f} (normal approximation "
+                   f"with continuity correction, scipy's choice when values tie; exact permutation p over every "
+                   f"split of the {len(a) + len(b)} values, ties included: {exact:.3f}): "
                    f"'{crit.variant} better than {crit.baseline}' is {verdict} at this scale.\n")
+
+
+def exact_mann_whitney_p(a, b, greater: bool = True) -> float:
+    """One-sided p of the Mann-Whitney U statistic by enumerating every split of the pooled values into
+    groups of len(a) and len(b) (exact with ties: U counts a tie as one half)."""
+    import itertools
+
+    def u(x, y):
+        return sum((xi > yi) + 0.5 * (xi == yi) for xi in x for yi in y)
+    pooled, n = list(a) + list(b), len(a)
+    observed = u(a, b) if greater else u(b, a)
+    count = total = 0
+    for idx in itertools.combinations(range(len(pooled)), n):
+        x = [pooled[i] for i in idx]
+        y = [pooled[i] for i in range(len(pooled)) if i not in idx]
+        total += 1
+        count += (u(x, y) if greater else u(y, x)) >= observed - 1e-12
+    return count / total
 
 
 def gap_table(task: str, scale: str, runs) -> str:

@@ -146,3 +146,25 @@ def test_gan_fid_series_draws_only_runs_evaluated_more_than_once():
     series = task_reports()["gan"].series["fid"]
     assert series(_gan_run("sabn", 0, {1000: 210.0, 2000: 88.0})) == ([1000, 2000], [210.0, 88.0])
     assert series(_gan_run("sabn", 0, {300: 270.0})) == ([], [])
+
+
+def test_exact_mann_whitney_matches_scipy_without_ties_and_counts_ties_as_halves():
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_tables import exact_mann_whitney_p
+    from scipy import stats
+    a, b = [3.1, 5.2, 7.7, 9.4], [1.0, 2.5, 4.4, 6.0]
+    assert abs(exact_mann_whitney_p(a, b) - stats.mannwhitneyu(a, b, alternative="greater", method="exact").pvalue) < 1e-12
+    # The committed NAS sweep's values (54.30 in both arms): 19 of the 70 splits reach the observed U.
+    sabn, bn = [54.30, 92.26, 92.22, 93.82], [88.92, 92.89, 54.30, 83.79]
+    assert round(exact_mann_whitney_p(sabn, bn), 3) == 0.271
+
+
+def test_wall_time_of_runs_resumed_before_segment_history_is_marked_partial():
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_tables import wall_time_partial
+    assert wall_time_partial({"resumed_from_step": 300, "wall_time_s": 10.0})
+    assert wall_time_partial({"resumed_from_step": 300, "segments": [{"recorded": False}, {"wall_time_s": 5}]})
+    assert not wall_time_partial({"resumed_from_step": 300, "segments": [{"wall_time_s": 5}, {"wall_time_s": 5}]})
+    assert not wall_time_partial({"resumed_from_step": 0, "wall_time_s": 10.0})
