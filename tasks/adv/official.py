@@ -58,7 +58,9 @@ def convert_model(official: StateDict, target: StateDict, blocks=(2, 2, 2, 2)) -
             out[f"{prefix}.condition_weight"] = torch.stack([b["weight"] for b in order])
             out[f"{prefix}.condition_bias"] = torch.stack([b["bias"] for b in order])
     for name in ("mean", "std"):
-        if f"normal.{name}" in official and not torch.allclose(official[f"normal.{name}"].flatten(), target[name].flatten()):
+        # compared in float64: an official file saved in another dtype (float64, half) is still the same normalisation
+        if f"normal.{name}" in official and not torch.allclose(official[f"normal.{name}"].flatten().double(),
+                                                               target[name].flatten().double()):
             raise ConversionError(f"the official input normalisation {name} differs from ours")
         out[name] = target[name].clone()
     check_complete(out, target)

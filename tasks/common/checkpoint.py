@@ -24,8 +24,13 @@ def save_checkpoint(payload: Dict[str, Any], path: Path) -> Path:
     try:
         return atomic_write(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle), durable=True)
     except OSError as error:
+        import errno
+        fix = {errno.ENOSPC: "Free disk space there", errno.EDQUOT: "Free space within your disk quota",
+               errno.EFBIG: "The file system refuses a file this large: use another paths.run_dir",
+               errno.EROFS: "The file system is read-only: use another paths.run_dir"}.get(
+                   error.errno, "Make the folder writable")
         raise CheckpointError(f"cannot write checkpoint {path} ({error.strerror or error}); the previous "
-                              "checkpoint there is untouched. Make the folder writable and rerun to resume") from None
+                              f"checkpoint there is untouched. {fix} and rerun to resume") from None
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:

@@ -13,9 +13,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 def _repo_path(path: str) -> str:
     """``${repo_path:<p>}``: a relative path taken from the repository root (Hydra's run dir uses it, so
-    its log file lands in the run directory whatever the working directory)."""
-    from .rundir import resolve_run_dir
-    return str(resolve_run_dir(str(path)))
+    its log file lands in the run directory whatever the working directory). Hydra creates that folder
+    before any of the project's code runs, so an unusable one is reported here: one message, exit 2."""
+    import sys
+    from .rundir import RunDirError, resolve_run_dir, usable_run_dir
+    resolved = resolve_run_dir(str(path))
+    try:
+        usable_run_dir(resolved)
+    except RunDirError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return str(resolved)
 
 
 OmegaConf.register_new_resolver("repo_path", _repo_path, replace=True)

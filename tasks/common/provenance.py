@@ -81,9 +81,20 @@ class RunHistory:
         """The history with this process's segment ending at ``step`` (now)."""
         prov = self.prov
         current = {"commit": prov["commit"], "dirty": prov["dirty"], "command": prov["command"],
-                   "threads": prov["hardware"]["threads"], "start_time": prov["start_time"], "end_time": now(),
+                   "threads": prov["hardware"]["threads"], "cpu": prov["hardware"]["cpu"],
+                   "device": prov["device"], "cpu_kernels": prov.get("cpu_kernels"),
+                   "start_time": prov["start_time"], "end_time": now(),
                    "from_step": self.start, "to_step": step, "wall_time_s": round(time.perf_counter() - self.t0, 2)}
         return self.prior + [current]
+
+    def environment_changes(self) -> List[str]:
+        """What differs between the process that wrote the last checkpoint and this one, among the
+        things bit-exact resume depends on: CPU model, thread count, device, C++ kernel path."""
+        if not self.prior or self.prior[-1].get("recorded") is False:
+            return []
+        last, now_ = self.prior[-1], self.upto(self.start)[-1]
+        return [f"{key} {last[key]!r} -> {now_[key]!r}" for key in ("cpu", "threads", "device", "cpu_kernels")
+                if key in last and last[key] != now_[key]]
 
     @staticmethod
     def wall_time_s(segments: List[Dict[str, Any]]) -> float:

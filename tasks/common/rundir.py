@@ -25,6 +25,22 @@ def resolve_run_dir(path: str) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
+def usable_run_dir(path: Path) -> Path:
+    """Create ``path`` (as Hydra would) or raise :class:`RunDirError` saying why it cannot be a run dir:
+    a name component over the file system's 255-byte limit, a read-only or virtual file system, no
+    permission, a file in the way."""
+    long = [part for part in Path(path).parts if len(part.encode()) > 255]
+    if long:
+        raise RunDirError(f"paths.run_dir {path} has a folder name of {len(long[0].encode())} bytes "
+                          f"('{long[0][:40]}...'); file systems allow 255: shorten paths.run_dir")
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create run directory {path} ({error.strerror}); choose a writable "
+                          "paths.run_dir") from None
+    return Path(path)
+
+
 class RunLock:
     """An exclusive ``flock`` on ``<run_dir>/.lock`` for the life of a run.
 

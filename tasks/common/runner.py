@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -204,10 +205,17 @@ def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
     start, best, steps, prior = _resume(cfg, task, ctx, state)
     prov = provenance(str(ctx.device))
     history = RunHistory(prov, start, prior)
+    changes = history.environment_changes()
+    if changes and ctx.dist.is_main:   # the continuation is valid, but not the bits of an uninterrupted run
+        warnings.warn(f"resuming {ctx.run_dir} at step {start} in another environment ({'; '.join(changes)}): the "
+                      "run continues correctly but will not match an uninterrupted run bit for bit, which holds only "
+                      "on the same CPU model, thread count, device and kernel path; each segment is recorded in "
+                      "provenance.json", stacklevel=2)
     if ctx.dist.is_main:
         trim_logs(ctx.run_dir, start)
         (ctx.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        (ctx.run_dir / "provenance.json").write_text(json.dumps({**prov, "resumed_from_step": start}, indent=2))
+        (ctx.run_dir / "provenance.json").write_text(json.dumps(
+            {**prov, "resumed_from_step": start, "segments": history.upto(start)}, indent=2))
     status, signum, best = _fit(cfg, task, ctx, state, start, steps, best, history)
     if status != "completed":
         ctx.logger.close()

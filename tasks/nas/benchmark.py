@@ -75,21 +75,35 @@ class TableBenchmark(Benchmark):
 
     def __init__(self, path: Path) -> None:
         path = Path(path)
+        try:
+            self.rows = self._read(path)
+        except (csv.Error, UnicodeDecodeError) as error:   # a binary or garbled file
+            raise ValueError(f"{path} is not a readable CSV table ({type(error).__name__}: {str(error)[:120]}); "
+                             "replace it with the NAS-Bench-201 accuracy table") from None
+        # Small tables (<= 100 rows) are test fixtures; anything larger must be the whole benchmark.
+        if 100 < len(self.rows) != 15625:
+            raise ValueError(f"{path} has {len(self.rows)} architectures; NAS-Bench-201 has 15625. "
+                             "Is it a different benchmark version?")
+        self.source = f"table:{path.name}"
+
+    @staticmethod
+    def _read(path: Path) -> Dict[str, Dict[str, str]]:
+        rows: Dict[str, Dict[str, str]] = {}
+        first_line: Dict[str, int] = {}
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             missing = REQUIRED - set(reader.fieldnames or [])
             if missing:
                 raise ValueError(f"{path} is not a NAS-Bench-201 accuracy table: columns {sorted(missing)} "
                                  "are missing (see the table format in shared/data/README.md)")
-            self.rows: Dict[str, Dict[str, str]] = {}
             for row in reader:
                 _check_row(path, reader.line_num, row)
-                self.rows[row["arch_str"]] = row
-        # Small tables (<= 100 rows) are test fixtures; anything larger must be the whole benchmark.
-        if 100 < len(self.rows) != 15625:
-            raise ValueError(f"{path} has {len(self.rows)} architectures; NAS-Bench-201 has 15625. "
-                             "Is it a different benchmark version?")
-        self.source = f"table:{path.name}"
+                arch = row["arch_str"]
+                if arch in rows:   # the last row would silently win: refuse, naming both
+                    raise ValueError(f"{path} lists architecture {arch} twice (lines {first_line[arch]} and "
+                                     f"{reader.line_num}); the table is corrupt: replace it with a clean copy")
+                rows[arch], first_line[arch] = row, reader.line_num
+        return rows
 
     def query(self, arch_str: str, dataset: str, metric: str = "test") -> Optional[float]:
         canonical = genotype_to_arch_str(arch_str_to_genotype(arch_str))

@@ -76,6 +76,9 @@ def main(argv=None) -> List[Path]:
     args = p.parse_args(argv)
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha {args.alpha} must be in [0, 1]")
+    for flag, size in (("--content-size", args.content_size), ("--style-size", args.style_size)):
+        if size < 0:
+            raise ValueError(f"{flag} {size} must be >= 0 (a short side in pixels; 0 keeps the size)")
     device = resolve_device(args.device)
     contents, styles = list_images(args.content), list_images(args.style)
     inputs = {f.resolve() for f in contents + styles}

@@ -140,3 +140,17 @@ def test_convert_script_then_evaluate(tmp_path, cifar10, capsys):
     assert again.value.code == 2 and "exists" in capsys.readouterr().err
     metrics = evaluate_cli().main([f"ckpt={out}", "task.test_examples=32", "task.eval_steps=[1]"])["metrics"]
     assert 0 <= metrics["test/adv/pgd1"] <= 100
+
+
+def test_official_adv_model_saved_in_float64_converts():
+    """A float64 official state dict (issue #31: torch.allclose refused mixed dtypes with a traceback)."""
+    from tasks.adv import official
+    torch.manual_seed(0)
+    sd = {k: v.double() if v.is_floating_point() else v for k, v in official_preact("saauxbn").items()}
+    cfg = compose("experiment=adv/smoke", "norm=saauxbn")
+    modules, _ = official.convert({"state_dict": sd}, official.targets(cfg), blocks=(1, 1))
+    assert torch.allclose(modules["model"]["layers.0.norm1.weight"].double(), sd["layer1.0.bn1.embed.weight"][2, :8])
+    sd["normal.std"] = sd["normal.std"] * 2
+    from tasks.common.official import ConversionError
+    with pytest.raises(ConversionError, match="normalisation std differs"):
+        official.convert({"state_dict": sd}, official.targets(cfg), blocks=(1, 1))

@@ -68,3 +68,17 @@ def test_a_key_added_after_the_run_started_is_no_drift_at_its_default():
     assert config_drift(saved, {"task": {"lr": 0.3, "paired_init": False}}, defaults=defaults) == ["task.lr: 0.1 -> 0.3"]
     assert config_drift(saved, {"task": {"lr": 0.1, "paired_init": False}}) == \
         ["task.paired_init: '<missing>' -> False"], "without defaults every new key is drift"
+
+
+@pytest.mark.parametrize("code,advice", [(28, "Free disk space"), (27, "refuses a file this large"),
+                                         (13, "Make the folder writable")])
+def test_write_errors_say_what_to_do(tmp_path, monkeypatch, code, advice):
+    """ENOSPC, EFBIG and EACCES each get their own fix (EFBIG said 'make the folder writable')."""
+    import errno
+    from tasks.common import checkpoint as ckpt
+
+    def fail(*args, **kwargs):
+        raise OSError(code, errno.errorcode[code])
+    monkeypatch.setattr(ckpt, "atomic_write", fail)
+    with pytest.raises(ckpt.CheckpointError, match=advice):
+        ckpt.save_checkpoint({"step": 1}, tmp_path / "last.pt")

@@ -48,3 +48,15 @@ def test_gan_class_count_mismatch_is_refused_before_loading(monkeypatch, tmp_pat
     cfg = compose("experiment=gan/smoke", "task.num_classes=7", f"paths.run_dir={tmp_path}/run", "logger.tensorboard=false")
     with pytest.raises(ConfigError, match=r"task.num_classes=7 but data set 'cifar10' has 10 classes"):
         train(cfg)
+
+
+@pytest.mark.parametrize("run_dir,match", [("/proc/sabn_not_here/run", "cannot create run directory /proc/sabn_not_here/run"),
+                                           ("/tmp/" + "a" * 300, "has a folder name of 300 bytes")])
+def test_unusable_run_dir_is_one_message_before_hydra_creates_it(run_dir, match):
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    done = subprocess.run([sys.executable, "train.py", "experiment=adv/smoke", f"paths.run_dir={run_dir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert match in done.stderr and "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr

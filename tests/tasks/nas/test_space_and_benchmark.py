@@ -81,3 +81,21 @@ def test_cell_classes_and_margins():
     assert classify_cell("|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|") == "skip-heavy"
     assert classify_cell("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|") == "conv-rich"
     assert edge_margins([[0.2, 0.21, 0.19, 0.2, 0.2], [0.9, 0.05, 0.05, 0, 0]]) == [0.01, 0.85]
+
+
+def test_a_duplicated_architecture_row_is_refused_naming_both_lines(tmp_path):
+    """The issue's case: a row repeated with other accuracies (93.66 then 11.11) would silently win."""
+    lines = _table_path().read_text().splitlines()[:4]
+    fields = lines[2].split(",")
+    dup = ",".join([fields[0], fields[1]] + ["11.11"] * (len(fields) - 2))
+    table = tmp_path / "dup.csv"
+    table.write_text("\n".join(lines + [dup]) + "\n")
+    with pytest.raises(ValueError, match=r"dup.csv lists architecture .* twice \(lines 3 and 5\)"):
+        TableBenchmark(table)
+
+
+def test_a_garbage_table_is_refused_naming_the_file(tmp_path):
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match="garbage.csv"):
+        TableBenchmark(garbage)

@@ -124,3 +124,14 @@ def test_smoke_training_then_stylize(tmp_path, style_data, capsys):
     assert "refusing to overwrite input file" in refused("--content", str(out / "c.png"), str(out / "c_stylized_s.png"),
                                                          "--style", str(out / "s.png"))
     assert (out / "c_stylized_s.png").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag", ["--content-size", "--style-size"])
+def test_stylize_refuses_a_negative_size(tmp_path, flag, capsys):
+    from tasks.nst.stylize import main as stylize
+    with pytest.raises(SystemExit) as exit_info:
+        stylize(["--content", str(tmp_path), "--style", str(tmp_path), "--ckpt", str(tmp_path / "x.pt"),
+                 "--out", str(tmp_path / "out"), flag, "-5"])
+    assert exit_info.value.code == 2
+    assert f"{flag} -5 must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "nothing is created before the arguments are checked"
