@@ -14,6 +14,7 @@ from .functional import (conditional_batch_norm, sample_affine_batch_norm,
 from .conditions import condition_value_checks
 from .instancenorm import AdaIN, AdaptiveInstanceNorm2d, SandwichAdaIN
 from .registry import build_norm, get_norm_spec, list_norms, norm_layer, register_norm
+from .sync import SyncBatchNorm2d, SyncConditionalBatchNorm2d, convert_sync_norms
 
 __version__ = "0.1.0"
 
@@ -25,4 +26,5 @@ __all__ = [
     "enable_cpu_kernels", "get_norm_spec", "list_norms", "norm_layer", "resolve_cpu_kernels",
     "register_norm", "route_condition", "sample_affine_batch_norm",
     "sample_affine_batch_norm_reference", "set_condition", "set_condition_value_checks", "condition_value_checks",
+    "SyncBatchNorm2d", "SyncConditionalBatchNorm2d", "convert_sync_norms",
 ]

@@ -53,11 +53,11 @@ class NormAct(nn.Module):
 
 
 # Classes that hold BN statistics but are not converted: each one is named in a warning.
-_NOT_CONVERTED = (nn.BatchNorm1d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_NOT_CONVERTED = (nn.BatchNorm1d, nn.BatchNorm3d)
 
 
 def _convertible(module: nn.Module) -> bool:
-    if type(module) is nn.BatchNorm2d:
+    if type(module) is nn.BatchNorm2d or isinstance(module, nn.SyncBatchNorm):
         return True
     if isinstance(module, nn.BatchNorm2d) and not isinstance(module, ConditionalBatchNorm2d):
         if _is_norm_act(module):
@@ -83,6 +83,9 @@ def _convert_one(module: nn.BatchNorm2d, name: str, num_conditions: int, identit
         new = new.to(device=ref.device, dtype=ref.dtype)
     new.train(module.training)
     _copy_from_batchnorm(new, module, identity_init)
+    if isinstance(module, nn.SyncBatchNorm):   # synchronized statistics stay synchronized
+        from .sync import convert_sync_norms
+        new = convert_sync_norms(new, module.process_group)
     if _is_norm_act(module):
         return NormAct(new, module.drop, module.act).train(module.training)
     return new
@@ -100,7 +103,8 @@ def convert_norms(module: nn.Module, name: str, num_conditions: int, *, identity
 
     timm's ``BatchNormAct2d`` becomes a :class:`NormAct` (the activation is kept); any other subclass
     of ``nn.BatchNorm2d`` is refused, since its extra behaviour would be lost. ``BatchNorm1d``,
-    ``BatchNorm3d`` and ``SyncBatchNorm`` stay as they are, with a warning naming them; a model with
+    ``BatchNorm3d`` stay as they are, with a warning naming them; ``SyncBatchNorm`` becomes the
+    synchronized variant of the norm (:func:`sabn.convert_sync_norms`, same process group); a model with
     no ``BatchNorm2d`` at all is an error.
     """
     if not issubclass(get_norm_spec(name).cls, ConditionalBatchNorm2d):

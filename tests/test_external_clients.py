@@ -41,8 +41,11 @@ def test_other_batchnorm_subclasses_are_refused_by_name():
 def test_unconverted_norms_are_named_and_a_model_without_bn_is_an_error():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.SyncBatchNorm(4),
                                 torch.nn.BatchNorm1d(4))
-    with pytest.warns(UserWarning, match=r"2 \(SyncBatchNorm\), 3 \(BatchNorm1d\)"):
+    with pytest.warns(UserWarning, match=r"left 1 layer\(s\) unconverted .*: 3 \(BatchNorm1d\)"):
         sabn.convert_norms(model, "sabn", num_conditions=2)
+    # SyncBatchNorm becomes the synchronized variant of the norm (issue #30), still a SandwichBatchNorm2d
+    assert isinstance(model[2], sabn.SyncConditionalBatchNorm2d) and isinstance(model[2], sabn.SandwichBatchNorm2d)
+    assert type(model[1]) is sabn.SandwichBatchNorm2d
     with pytest.raises(ValueError, match="has no nn.BatchNorm2d"):
         sabn.convert_norms(torch.nn.Linear(2, 2), "sabn", num_conditions=2)
 

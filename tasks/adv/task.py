@@ -115,7 +115,7 @@ class AdvTask(Task):
         state = TaskState(modules={"model": model}, optimizers={"model": optimizer},
                           iterators={"train": batches}, extra=AdvExtra())
         state.runtime = AdvRuntime(
-            forward=ctx.compiled(wrap_ddp(model, ctx.dist, ctx.device)),
+            forward=ctx.compiled(wrap_ddp(model, ctx.dist, ctx.device, ctx.cfg.trainer.sync_norms)),
             data={"val": (train.images[val_idx][:t.val_examples], train.labels[val_idx][:t.val_examples]),
                   "test": (test.images[test_idx], test.labels[test_idx])})
         return state

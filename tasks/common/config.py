@@ -131,6 +131,9 @@ class TrainerConfig:
     num_threads: int = checked(0, ge=0)  # torch threads on CPU (0: leave torch's default)
     cpu_kernels: bool = False        # C++ channels_last backward of the SaBN family on CPU (compiled once)
     progress: bool = True
+    # Under DDP (torchrun): batch-norm statistics over all processes (sabn.convert_sync_norms), as
+    # nn.SyncBatchNorm / BigGAN's cross-replica BN; false keeps them per process
+    sync_norms: bool = False
     # A non-finite loss or weight: stop (exit 3, last.pt keeps the last finite state, no result file)
     # or skip_step (undo that step's update, count it in the metrics as nonfinite_skips)
     on_nonfinite: str = checked("stop", choices=("stop", "skip_step"))

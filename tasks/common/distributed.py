@@ -33,10 +33,16 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(rank, local, world)
 
 
-def wrap_ddp(module: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:
-    """DDP-wrap a module when running on several processes (BN statistics stay per process)."""
+def wrap_ddp(module: torch.nn.Module, info: DistInfo, device: torch.device, sync_norms: bool = False) -> torch.nn.Module:
+    """DDP-wrap a module when running on several processes. Batch-norm statistics stay per process
+    unless ``sync_norms`` (``trainer.sync_norms``): then every statistic-computing norm is converted in
+    place by ``sabn.convert_sync_norms`` and computes them over all processes (same parameters)."""
     if info.world_size <= 1 or not any(p.requires_grad for p in module.parameters()):
         return module
+    if sync_norms:
+        from sabn import convert_sync_norms
+        if convert_sync_norms(module) is not module:
+            raise ValueError("trainer.sync_norms: a model that is itself a norm layer cannot be converted in place")
     ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 

@@ -146,8 +146,8 @@ class GanTask(Task):
                                              rank=ctx.dist.rank, world_size=ctx.dist.world_size)},
             extra=GanExtra(fixed_z=torch.randn(rows * t.sheet_columns, t.z_dim, generator=fixed),
                            fixed_y=torch.arange(rows).repeat_interleave(t.sheet_columns)))
-        state.runtime = GanRuntime(g=ctx.compiled(wrap_ddp(g, ctx.dist, ctx.device)),
-                                   d=ctx.compiled(wrap_ddp(d, ctx.dist, ctx.device)), data=data)
+        state.runtime = GanRuntime(g=ctx.compiled(wrap_ddp(g, ctx.dist, ctx.device, ctx.cfg.trainer.sync_norms)),
+                                   d=ctx.compiled(wrap_ddp(d, ctx.dist, ctx.device, ctx.cfg.trainer.sync_norms)), data=data)
         return state
 
     def _real(self, ctx, images):

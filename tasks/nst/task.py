@@ -144,7 +144,7 @@ class NstTask(Task):
                           optimizers={"decoder": torch.optim.Adam(params, lr=t.lr)}, iterators=iterators,
                           extra=NstExtra(files={"content_val": [p.name for p in c_val], "style_val": [p.name for p in s_val]}))
         state.runtime = NstRuntime(encoder=encoder, val=val,
-                                   forward=ctx.compiled(wrap_ddp(Stylizer(norm, dec), ctx.dist, ctx.device)))
+                                   forward=ctx.compiled(wrap_ddp(Stylizer(norm, dec), ctx.dist, ctx.device, ctx.cfg.trainer.sync_norms)))
         return state
 
     @staticmethod
