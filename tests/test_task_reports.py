@@ -149,9 +149,7 @@ def test_gan_fid_series_draws_only_runs_evaluated_more_than_once():
 
 
 def test_exact_mann_whitney_matches_scipy_without_ties_and_counts_ties_as_halves():
-    import sys
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from make_tables import exact_mann_whitney_p
+    from tasks.common.stats import exact_mann_whitney_p
     from scipy import stats
     a, b = [3.1, 5.2, 7.7, 9.4], [1.0, 2.5, 4.4, 6.0]
     assert abs(exact_mann_whitney_p(a, b) - stats.mannwhitneyu(a, b, alternative="greater", method="exact").pvalue) < 1e-12

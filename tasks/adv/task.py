@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..common.data import load_dataset, random_crop_flip
 from ..common.config import check_subset, checked
-from ..common.distributed import unwrap, wrap_ddp
+from ..common.distributed import all_reduce_sums, unwrap, wrap_ddp
 from ..common.seeding import paired_init
 from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .attacks import check_eps, pgd
@@ -192,15 +192,23 @@ class AdvTask(Task):
         """Accuracy and mean loss of ``branch`` on clean (steps=0) or PGD-``steps`` inputs, eval mode.
 
         With ``eval_restarts`` > 1 an example counts as robust only if every restart fails (per-example
-        worst case); the loss is the worst restart's.
+        worst case); the loss is the worst restart's. Under DDP the batches are shared out round-robin and
+        the counts all-reduced, and every process draws the random starts of every batch (skipping those
+        it does not evaluate), so each example gets the same start as in one process: one result, equal
+        to a single-process evaluation of the same weights.
         """
         t, model = ctx.cfg.task, unwrap(state.runtime.forward)
         images, labels = state.runtime.data[split]
         gen = torch.Generator(device=ctx.device).manual_seed(t.eval_seed)
         correct, loss_sum = 0, 0.0
+        rank, world = ctx.dist.rank, ctx.dist.world_size
         model.eval()
-        for start in range(0, len(labels), t.eval_batch_size):
+        for block, start in enumerate(range(0, len(labels), t.eval_batch_size)):
             x = self._inputs(ctx, images[start:start + t.eval_batch_size])
+            if block % world != rank:   # another process's batch: consume its random starts only
+                for _ in range(max(t.eval_restarts, 1) if steps else 0):
+                    torch.rand(x.shape, generator=gen, device=gen.device, dtype=x.dtype)
+                continue
             y = labels[start:start + t.eval_batch_size].to(ctx.device)
             ok = torch.ones_like(y, dtype=torch.bool)
             worst = torch.full(y.shape, -float("inf"), device=ctx.device)
@@ -215,6 +223,8 @@ class AdvTask(Task):
                 worst = torch.maximum(worst, F.cross_entropy(logits, y, reduction="none"))
             correct += ok.sum().item()
             loss_sum += worst.sum().item()
+        if world > 1:
+            correct, loss_sum = all_reduce_sums([correct, loss_sum], ctx.device)
         return {"acc": 100.0 * correct / len(labels), "loss": loss_sum / len(labels)}
 
     def evaluate(self, state: TaskState, step: int, ctx: RunContext, final: bool = False) -> Dict[str, float]:

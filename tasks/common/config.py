@@ -26,7 +26,13 @@ def _repo_path(path: str) -> str:
     return str(resolved)
 
 
+def _run_variant() -> str:
+    from .variant import run_variant
+    return run_variant()
+
+
 OmegaConf.register_new_resolver("repo_path", _repo_path, replace=True)
+OmegaConf.register_new_resolver("run_variant", _run_variant, replace=True)
 
 
 class ConfigError(ValueError):

@@ -47,6 +47,25 @@ def wrap_ddp(module: torch.nn.Module, info: DistInfo, device: torch.device, sync
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
 
+def all_reduce_sums(values, device: torch.device) -> list:
+    """Sums over every process of a few numbers (counts, loss sums), in float64."""
+    import torch.distributed as dist
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_buffers(modules, info: DistInfo) -> None:
+    """Rank 0's buffers (running statistics, EMA copies) to every process, so that evaluations score the
+    weights rank 0 checkpoints, whatever statistics the other processes gathered."""
+    if info.world_size <= 1:
+        return
+    import torch.distributed as dist
+    for module in modules:
+        for buffer in unwrap(module).buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if isinstance(module, torch.nn.parallel.DistributedDataParallel) else module
 

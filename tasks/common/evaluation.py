@@ -23,6 +23,15 @@ def evaluate_checkpoint(path: str, task_name: Optional[str] = None, norm: Option
     ``task_name`` and ``norm``, when given, must match what the checkpoint was trained with.
     ``overrides`` (dotted keys) change evaluation settings such as ``task.test_examples``.
     """
+    task, ctx, state, payload = load_trained(path, task_name, norm, overrides, device)
+    metrics = task.evaluate(state, payload["step"], ctx, final=True)
+    return {"checkpoint": str(path), "step": payload["step"], "task": task.name, "norm": ctx.cfg.norm.name,
+            "metrics": metrics, "protocol": task.protocol(ctx, state)}
+
+
+def load_trained(path: str, task_name: Optional[str] = None, norm: Optional[str] = None,
+                 overrides: Optional[Dict[str, Any]] = None, device: str = "auto"):
+    """(task, context, state with the checkpoint's weights, payload): a trained run rebuilt from its file."""
     payload = ckpt.load_checkpoint(Path(path))
     check_payload(payload, str(path))   # argmax of NaN logits would read as an accuracy
     saved = OmegaConf.create(payload["config"])
@@ -47,6 +56,4 @@ def evaluate_checkpoint(path: str, task_name: Optional[str] = None, norm: Option
         except (KeyError, RuntimeError) as error:
             raise ckpt.CheckpointError(f"{path}: weights for '{name}' do not fit the model built from "
                                        f"its config ({str(error).splitlines()[0][:200]})") from None
-    metrics = task.evaluate(state, payload["step"], ctx, final=True)
-    return {"checkpoint": str(path), "step": payload["step"], "task": task.name, "norm": cfg.norm.name,
-            "metrics": metrics, "protocol": task.protocol(ctx, state)}
+    return task, ctx, state, payload

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -9,6 +10,28 @@ from typing import Any, Dict, Optional
 from torch import Tensor
 
 from .nonfinite import sanitize
+
+
+def run_log() -> logging.Logger:
+    """The project's log of a run, written to Hydra's ``train.log`` in the run dir (its file handlers,
+    not its console: the terminal keeps the progress bar and the final JSON). Outside a Hydra app
+    (tests, scripts) it has no handler and writes nothing."""
+    log = logging.getLogger("sabn.run")
+    if not getattr(log, "_sabn_configured", False):
+        log.propagate = False
+        log.setLevel(logging.INFO)
+        log._sabn_configured = True
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    for handler in files:
+        if handler not in log.handlers:
+            log.addHandler(handler)
+    for handler in [h for h in log.handlers if h not in files]:   # a previous job's file (multirun)
+        log.removeHandler(handler)
+    return log
+
+
+def _short(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 class MetricsLogger:
@@ -31,6 +54,8 @@ class MetricsLogger:
         row = sanitize({"step": step, **{f"{prefix}{k}": v for k, v in metrics.items()}})
         with open(self.path, "a") as handle:   # strict JSON: a non-finite value is written as null
             handle.write(json.dumps(row, default=float, allow_nan=False) + "\n")
+        run_log().info("step %d %s", step, " ".join(f"{prefix}{k}={_short(v)}" for k, v in metrics.items()
+                                                      if isinstance(v, (int, float, str))))
         if self.writer is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -43,6 +68,26 @@ class MetricsLogger:
             return
         with open(self.path.parent / f"{name}.jsonl", "a") as handle:
             handle.write(json.dumps({"step": step, **payload}, default=float) + "\n")
+
+    def tensorboard_only(self, step: int, scalars: Dict[str, float]) -> None:
+        """Scalars for TensorBoard alone (many per step, e.g. softmax(alpha) of every edge and op)."""
+        if self.enabled and self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(key, value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        if self.enabled and self.writer is not None:
+            self.writer.add_text(tag, text, step)
+
+    def hparams(self, hparams: Dict[str, Any], metrics: Dict[str, Any]) -> None:
+        """The run's arm (norm, seed, the keys its variant sets) with its final metrics, for TensorBoard's
+        HParams tab: runs then filter and compare by arm."""
+        if not (self.enabled and self.writer is not None):
+            return
+        values = {f"hparam/{k}": float(v) for k, v in metrics.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        plain = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
+        self.writer.add_hparams(plain, values, run_name=".")
 
     def image(self, tag: str, grid: Tensor, step: int) -> None:
         if self.enabled and self.writer is not None:

@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import nonfinite
-from .distributed import cleanup, init_distributed, unwrap
+from .distributed import broadcast_buffers, cleanup, init_distributed, unwrap
 from .config import schema_defaults
-from .logging import MetricsLogger, read_metrics
+from .logging import MetricsLogger, read_metrics, run_log
 from .rundir import RunLock, check_writable, read_jsonl, remove_orphan_temporaries, resolve_run_dir, trim_logs
 from .provenance import RunHistory, now, provenance
 from .report_spec import deviations
@@ -200,10 +200,33 @@ def train(cfg: DictConfig, task: Optional[Task] = None) -> Dict[str, Any]:
         return _train_locked(cfg, task)
 
 
+def _finished(cfg: DictConfig, task: Task, ctx: RunContext, steps: int, best: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The result of a run that already ended at ``steps`` (its final evaluation is in metrics.jsonl):
+    rerunning its command trains and evaluates nothing, rewrites nothing, and says where the result is."""
+    final = [r for r in read_metrics(ctx.run_dir) if r.get("step") == steps and any(k.startswith("final/") for k in r)]
+    if not final:
+        return None
+    out = {"status": f"finished earlier at step {steps}: nothing to do (raise trainer.steps to continue it)",
+           "metrics": {k[len("final/"):]: v for k, v in final[-1].items() if k.startswith("final/")},
+           "best": best, "run_dir": str(ctx.run_dir)}
+    path = result_path(cfg.paths.results_dir, task.name, cfg.results.experiment, cfg.trainer.seed)
+    if cfg.results.write and path.is_file():
+        out["result_file"] = str(path)
+    ctx.logger.close()
+    cleanup()
+    return out
+
+
 def _train_locked(cfg: DictConfig, task: Task) -> Dict[str, Any]:
     ctx, state = _setup(cfg, task)
     start, best, steps, prior = _resume(cfg, task, ctx, state)
+    if start == steps and start > 0:
+        done = _finished(cfg, task, ctx, steps, best)
+        if done is not None:
+            return done
     prov = provenance(str(ctx.device))
+    run_log().info("%s %s at step %d of %d in %s (commit %s)", "resuming" if start else "starting",
+                   cfg.results.experiment, start, steps, ctx.run_dir, prov["commit"][:10])
     history = RunHistory(prov, start, prior)
     changes = history.environment_changes()
     if changes and ctx.dist.is_main:   # the continuation is valid, but not the bits of an uninterrupted run
@@ -259,6 +282,7 @@ def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: 
                 logger.log(done, metrics, "train/")
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:3]})
             if eval_every and done % eval_every == 0 and done < steps:
+                broadcast_buffers(state.modules.values(), ctx.dist)
                 with isolated_rng():
                     scores = task.evaluate(state, done, ctx)
                 logger.log(done, scores, "eval/")
@@ -277,13 +301,28 @@ def _fit(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, start: 
     return status, signum, best
 
 
+def run_hparams(cfg: DictConfig) -> Dict[str, Any]:
+    """The arm of a run for TensorBoard's HParams tab: task, experiment, norm, seed and every key its
+    command sets on top of its preset (the run variant, tasks/common/variant.py)."""
+    from .variant import run_variant
+    out: Dict[str, Any] = {"task": cfg.task.name, "experiment": cfg.results.experiment, "norm": cfg.norm.name,
+                           "seed": cfg.trainer.seed}
+    for item in run_variant().lstrip("+").split(","):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            out[key] = value
+    return out
+
+
 def _finish(cfg: DictConfig, task: Task, ctx: RunContext, state: TaskState, steps: int, best: Dict[str, Any],
             start: int, prov: Dict[str, Any], history: RunHistory) -> Dict[str, Any]:
     """The final evaluation, the last checkpoints and the result file (wall time: every recorded segment
     of the run, from each loop's start to its last kept checkpoint, the final evaluation included)."""
+    broadcast_buffers(state.modules.values(), ctx.dist)
     with isolated_rng():
         final = task.evaluate(state, steps, ctx, final=True)
     ctx.logger.log(steps, final, "final/")
+    ctx.logger.hparams(run_hparams(cfg), final)
     bad = nonfinite.first_nonfinite((k, v) for k, v in final.items())
     if bad:
         raise nonfinite.NonFiniteError(f"the final evaluation at step {steps} gave a non-finite {bad[0]} ({bad[1]}); "

@@ -16,7 +16,7 @@ from ..common.seeding import paired_init
 from ..common.task import Checkpointed, RunContext, Task, TaskState
 from .benchmark import open_benchmark
 from .darts_v2 import unrolled_alpha_gradient
-from .space import OPS, classify_cell, edge_margins, genotype_from_choices, genotype_to_arch_str
+from .space import EDGES, OPS, classify_cell, edge_margins, genotype_from_choices, genotype_to_arch_str
 from .supernet import SuperNet
 
 # norm config name -> (registry name, defaults) as in the paper's NAS runs (spec sections 1.3, 3.1).
@@ -254,9 +254,11 @@ class NasTask(Task):
             softmax = [[round(float(p), 5) for p in row] for row in probs]
             history.append({"epoch": epoch, "step": step, "arch_str": arch, "gt_test": test, "gt_valid": valid,
                             "alphas_softmax": softmax, "margins": edge_margins(softmax)})
-        out: Dict[str, Any] = {"epoch": epoch, "arch_str": arch,
-                               "gt_test": test if test is not None else float("nan"),
-                               "gt_valid": valid if valid is not None else float("nan"),
+            ctx.logger.tensorboard_only(step, {f"alpha/edge{dst}<-{src}/{op}": p
+                                               for (dst, src), row in zip(EDGES, softmax) for op, p in zip(OPS, row)})
+            ctx.logger.text("genotype", f"epoch {epoch}: {arch} (ground truth {test})", step)
+        # None, not NaN, where there is no ground truth (benchmark.backend=none): NaN would read as divergence
+        out: Dict[str, Any] = {"epoch": epoch, "arch_str": arch, "gt_test": test, "gt_valid": valid,
                                "params_free_ops": sum(OPS[c] in ("none", "skip_connect", "avg_pool_3x3")
                                                       for c in model.genotype_choices())}
         out["min_margin"] = min(history[-1]["margins"])
@@ -267,7 +269,7 @@ class NasTask(Task):
             if dataset == "cifar10":   # the same cell trained on the other data sets: transfer, not searched there
                 for other, key in (("cifar100", "transfer_gt_cifar100"), ("ImageNet16-120", "transfer_gt_imagenet16")):
                     value = bench.query(arch, other, "test")
-                    out[key] = value if value is not None else float("nan")
+                    out[key] = value   # None without ground truth (as gt_test)
         return out
 
     def protocol(self, ctx: RunContext, state: Optional[TaskState] = None) -> Dict[str, Any]:

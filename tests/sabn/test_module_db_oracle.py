@@ -15,8 +15,13 @@ import torch
 
 from sabn import build_norm
 
+_frozen_before = torch.backends.flags_frozen()
 common_modules = pytest.importorskip("torch.testing._internal.common_modules",
                                      reason="torch's test utilities need the expecttest package")
+# Importing torch's test utilities freezes the global cudnn flags (torch.backends.disable_global_flags) for
+# the whole process; the runner sets them (trainer.deterministic), so later tests would fail: unfreeze.
+if not _frozen_before and torch.backends.flags_frozen():
+    torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
 INFO = next(m for m in common_modules.module_db if m.module_cls is torch.nn.BatchNorm2d)
 K = 3
 NORMS = ("bn", "ccbn", "sabn", "split_sabn", "auxbn", "saauxbn")

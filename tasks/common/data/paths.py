@@ -17,9 +17,15 @@ class DataError(ValueError):
 
 
 def data_search_path(root: Optional[str] = None) -> List[Path]:
-    """Directories searched for data sets, in order."""
+    """Directories searched for data sets, in order. An explicit ``root`` must exist: a mistyped
+    data.root would otherwise silently fall back to the other places (load_dataset downloads into a
+    new root instead, where a download is allowed)."""
     places = []
     if root:
+        if not Path(root).expanduser().is_dir():
+            raise DataNotFoundError(f"data.root={root} is not a directory. Point data.root at the folder that holds "
+                                    "your data sets (or create it, for a download to go there), or leave it unset "
+                                    "to search $SABN_DATA_DIR, ./data and ../shared/data")
         places.append(Path(root).expanduser())
     if os.environ.get("SABN_DATA_DIR"):
         places.append(Path(os.environ["SABN_DATA_DIR"]).expanduser())

@@ -63,7 +63,11 @@ def load_dataset(name: str, split: str, root: Optional[str] = None, download: bo
     if name not in DATASETS:
         raise ValueError(f"unknown data set '{name}'; known: {', '.join(sorted(DATASETS))}")
     loader, layouts = DATASETS[name]
-    places = data_search_path(root)
+    offline = os.environ.get("SABN_OFFLINE") == "1"
+    if root and not Path(root).expanduser().is_dir() and download and not offline and name in DOWNLOADABLE:
+        places = [Path(root).expanduser()]   # a new folder to download into; never a silent fall-back elsewhere
+    else:
+        places = data_search_path(root)   # an explicit root that does not exist is an error there
     for place in places:
         if place.is_dir():
             found = loader(place, split)

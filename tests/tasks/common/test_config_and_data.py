@@ -38,6 +38,7 @@ def test_missing_dataset_lists_search_path_and_layouts(tmp_path, monkeypatch):
     import tasks.common.data.paths as paths
     monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "repo")
     monkeypatch.setenv("SABN_DATA_DIR", str(tmp_path / "env"))
+    (tmp_path / "explicit").mkdir()   # an explicit data.root must exist (else that is the error); it is empty
     with pytest.raises(DataNotFoundError) as info:
         load_dataset("cifar10", "train", root=str(tmp_path / "explicit"))
     text = str(info.value)

@@ -19,7 +19,18 @@ def test_torchrun_two_processes_gloo(tmp_path, cifar10):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4], "rank 0 logs once per step"
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
-    assert done.stdout.count('"status": "completed"') == 2
+    assert done.stdout.count('"status": "completed"') == 1, "one result per job: only rank 0 prints"
+    result = json.loads(done.stdout[done.stdout.index("{"):])
+    # The job's evaluation counts the whole test subset across both processes (each example with the random
+    # start it has in one process): its accuracies equal evaluate.py's on last.pt in a single process.
+    single = subprocess.run([sys.executable, "evaluate.py", f"ckpt={tmp_path}/checkpoints/last.pt"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    alone = json.loads(single.stdout[single.stdout.index("{"):])["metrics"]
+    accuracies = {k: v for k, v in result["metrics"].items() if k.startswith("test/") and not k.endswith("_loss")}
+    assert any("clean" in k for k in accuracies) and any("pgd" in k for k in accuracies)
+    for key, value in accuracies.items():
+        assert alone[key] == value, (key, value, alone[key])
 
 
 def test_torchrun_sync_norms_changes_the_statistics_to_the_whole_batch(tmp_path, cifar10):

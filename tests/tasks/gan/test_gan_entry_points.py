@@ -101,7 +101,7 @@ def test_wrong_class_count_is_a_clear_error(tmp_path, cifar10):
     from tasks.common.cli import USER_ERRORS
     from tasks.common.runner import train
     from tests.conftest import compose
-    with pytest.raises(USER_ERRORS, match="has 10 classes but task.num_classes=7"):
+    with pytest.raises(USER_ERRORS, match="task.num_classes=7 but data set 'cifar10' has 10 classes"):
         train(compose("experiment=gan/smoke", "task.num_classes=7", f"paths.run_dir={tmp_path}",
                       "logger.tensorboard=false", "results.write=false"))
 
