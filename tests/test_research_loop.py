@@ -209,3 +209,23 @@ def test_stylize_console_script_runs_from_the_checkout():
         pytest.skip("the stylize console script is not installed in this environment (make install installs it)")
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "--content" in done.stdout
+
+
+def test_fid_extraction_shows_a_progress_bar_on_a_terminal_only(monkeypatch):
+    import io
+    import torch
+    from tasks.gan.metrics import fid
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            return {"features": x.flatten(1)[:, :4]}
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    batches = [torch.rand(3, 3, 4, 4) for _ in range(2)]
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        out = fid.extract(Net(), iter(batches), torch.device("cpu"), desc="FID samples (step 7)", total=6)
+        assert out["features"].shape == (6, 4)
+        assert ("FID samples (step 7)" in stream.getvalue()) is shown

@@ -237,7 +237,7 @@ class GanTask(Task):
 
         def compute():
             batches = (data.images[order[i:i + f.batch_size]].float() / 255 for i in range(0, count, f.batch_size))
-            return metrics.extract(net, batches, ctx.device)["features"]
+            return metrics.extract(net, batches, ctx.device, desc="FID reference (real images)", total=count)["features"]
         ref = metrics.load_or_compute_reference(key, compute, cache_dir())
         ref["labels"] = data.labels[order].numpy()   # the order is seeded, so not cached
         return ref
@@ -270,6 +270,7 @@ class GanTask(Task):
             drawn[0] += n
             return (g(z, y).float() + 1) / 2
         fake = metrics.extract(net, metrics.batches_from(sample, f.num_samples, f.batch_size), ctx.device,
+                               desc=f"FID samples (step {step})", total=f.num_samples,
                                want_logits=net.has_logits)
         ref = self._reference(state, ctx, net)
         fid_ref = metrics.load_reference_statistics(f.reference_stats, f.dims) if f.reference_stats else ref

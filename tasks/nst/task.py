@@ -230,7 +230,9 @@ class NstTask(Task):
         state.modules["decoder"].eval()
         total_c = total_s = 0.0
         n, shown = 0, None
-        for content, style in self._val_batches(state, ctx):
+        from tqdm import tqdm
+        for content, style in tqdm(self._val_batches(state, ctx), desc=f"validation (step {step})", unit="batch",
+                                   disable=None, leave=False):
             c, s = self._to_device(ctx, content), self._to_device(ctx, style)
             loss_c, loss_s, generated = self.losses(state, ctx, c, s)
             total_c += loss_c.item() * len(c)

@@ -16,14 +16,19 @@ FEATURE_DIM = 2048
 
 @torch.no_grad()
 def extract(network: torch.nn.Module, batches: Iterable[Tensor], device: torch.device,
-            want_logits: bool = False) -> Dict[str, np.ndarray]:
-    """Run images in [0, 1] through the Inception network; float64 numpy features (and logits)."""
+            want_logits: bool = False, desc: Optional[str] = None, total: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Run images in [0, 1] through the Inception network; float64 numpy features (and logits). With
+    ``desc``, a progress bar (``total`` images) on a terminal; none in logs or CI (tqdm's disable=None)."""
+    from tqdm import tqdm
     feats, logits = [], []
+    bar = tqdm(total=total, desc=desc, unit="img", disable=None if desc else True, leave=False)
     for images in batches:
+        bar.update(len(images))
         out = network(images.to(device))
         feats.append(out["features"].double().cpu())
         if want_logits and "logits" in out:
             logits.append(out["logits"].double().cpu())
+    bar.close()
     result = {"features": torch.cat(feats).numpy()}
     if logits:
         result["logits"] = torch.cat(logits).numpy()
