@@ -166,3 +166,21 @@ def test_wall_time_of_runs_resumed_before_segment_history_is_marked_partial():
     assert wall_time_partial({"resumed_from_step": 300, "segments": [{"recorded": False}, {"wall_time_s": 5}]})
     assert not wall_time_partial({"resumed_from_step": 300, "segments": [{"wall_time_s": 5}, {"wall_time_s": 5}]})
     assert not wall_time_partial({"resumed_from_step": 0, "wall_time_s": 10.0})
+
+
+def test_nas_collapse_pilot_gate_and_sweep_outcomes():
+    from tasks.nas.report import collapse_section
+
+    def run(seed, cls, margin, gt=90.0):
+        return {"seed": seed, "metrics": {"cell_class": cls, "min_margin": margin, "gt_test": gt}}
+    assert "1 of the 3 pilot runs are in" in collapse_section("collapse", {("collapse", "bn"): [run(0, "skip-heavy", 0.2)]})
+    fail = {("collapse", "bn"): [run(0, "skip-heavy", 0.2), run(1, "skip-heavy", 0.01), run(2, "mixed", 0.3)]}
+    assert "1 of 3: the gate fails" in collapse_section("collapse", fail) and "study stops" in collapse_section("collapse", fail)
+    bn = [run(s, "skip-heavy", 0.2, 54.3) for s in range(6)]
+    holds = {("collapse", "bn"): bn}
+    assert "3 of 3: the gate holds" in collapse_section("collapse", holds)
+    assert "0 of the 6 paired seeds" in collapse_section("collapse", holds)
+    sweep = {("collapse", "bn"): bn, ("collapse", "sabn"): [run(s, "conv-rich", 0.2, 93.0) for s in range(6)]}
+    text = collapse_section("collapse", sweep)
+    assert "SaBN 0 vs BN 6 of 6, one-sided Fisher p = 0.001" in text and "is supported" in text
+    assert collapse_section("long_matched", sweep) == ""
