@@ -206,7 +206,8 @@ def _finished(cfg: DictConfig, task: Task, ctx: RunContext, steps: int, best: Di
     final = [r for r in read_metrics(ctx.run_dir) if r.get("step") == steps and any(k.startswith("final/") for k in r)]
     if not final:
         return None
-    out = {"status": f"finished earlier at step {steps}: nothing to do (raise trainer.steps to continue it)",
+    out = {"status": "completed", "already_finished": True,
+           "note": f"finished earlier at step {steps}: nothing to do (raise trainer.steps to continue it)",
            "metrics": {k[len("final/"):]: v for k, v in final[-1].items() if k.startswith("final/")},
            "best": best, "run_dir": str(ctx.run_dir)}
     path = result_path(cfg.paths.results_dir, task.name, cfg.results.experiment, cfg.trainer.seed)
