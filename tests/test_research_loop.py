@@ -229,3 +229,18 @@ def test_fid_extraction_shows_a_progress_bar_on_a_terminal_only(monkeypatch):
         out = fid.extract(Net(), iter(batches), torch.device("cpu"), desc="FID samples (step 7)", total=6)
         assert out["features"].shape == (6, 4)
         assert ("FID samples (step 7)" in stream.getvalue()) is shown
+
+
+def test_no_cuda_runtime_note_is_silenced_in_cpu_processes():
+    """torch's extension builder logs "No CUDA runtime is found" in every CPU-only process that loads the
+    C++ kernels: noise, dropped by sabn (other messages of that logger still pass)."""
+    import logging
+    from sabn.cpu_kernels import _NoCudaRuntimeNote
+    done = subprocess.run([sys.executable, "-c", "import sabn; sabn.enable_cpu_kernels()"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert "No CUDA runtime" not in done.stderr
+    keep = logging.LogRecord("torch.utils.cpp_extension", logging.WARNING, "", 0, "another message", (), None)
+    drop = logging.LogRecord("torch.utils.cpp_extension", logging.WARNING, "", 0, "No CUDA runtime is found, using %s",
+                             ("/usr/local",), None)
+    assert _NoCudaRuntimeNote().filter(keep) and not _NoCudaRuntimeNote().filter(drop)
