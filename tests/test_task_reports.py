@@ -174,6 +174,10 @@ def test_nas_collapse_pilot_gate_and_sweep_outcomes():
     def run(seed, cls, margin, gt=90.0):
         return {"seed": seed, "metrics": {"cell_class": cls, "min_margin": margin, "gt_test": gt}}
     assert "1 of the 3 pilot runs are in" in collapse_section("collapse", {("collapse", "bn"): [run(0, "skip-heavy", 0.2)]})
+    early = collapse_section("collapse", {("collapse", "bn"): [run(0, "skip-heavy", 0.2), run(1, "skip-heavy", 0.7)]})
+    assert "2 of 2 (1 pilot run(s) still to come cannot change that): the gate holds" in early
+    lost = collapse_section("collapse", {("collapse", "bn"): [run(0, "mixed", 0.2), run(1, "skip-heavy", 0.01)]})
+    assert "0 of 2 (1 pilot run(s) still to come cannot change that): the gate fails" in lost
     fail = {("collapse", "bn"): [run(0, "skip-heavy", 0.2), run(1, "skip-heavy", 0.01), run(2, "mixed", 0.3)]}
     assert "1 of 3: the gate fails" in collapse_section("collapse", fail) and "study stops" in collapse_section("collapse", fail)
     bn = [run(s, "skip-heavy", 0.2, 54.3) for s in range(6)]

@@ -78,15 +78,18 @@ def collapse_section(scale: str, runs) -> str:
             f"{', '.join(map(str, PILOT_SEEDS))} end on a decisive (every edge's margin >= {DECISIVE_MARGIN}) "
             "skip-heavy cell. ")
     pilot = [bn[s] for s in PILOT_SEEDS if s in bn]
-    if len(pilot) < len(PILOT_SEEDS):
-        return head + f"Outcome: {len(pilot)} of the {len(PILOT_SEEDS)} pilot runs are in; no outcome yet.\n"
     hits = sum(m.get("cell_class") == "skip-heavy" and (_num(m.get("min_margin")) or 0) >= DECISIVE_MARGIN
                for m in pilot)
+    missing = len(PILOT_SEEDS) - len(pilot)
+    if missing and PILOT_HITS > hits > PILOT_HITS - missing - 1:   # the runs to come can still decide it
+        return head + (f"Outcome: {len(pilot)} of the {len(PILOT_SEEDS)} pilot runs are in ({hits} decisive "
+                       "skip-heavy); no outcome yet.\n")
+    pending = f" ({missing} pilot run(s) still to come cannot change that)" if missing else ""
     if hits < PILOT_HITS:
-        return head + (f"Outcome: {hits} of {len(pilot)}: the gate fails. At this scale BN-DARTS does not reliably "
+        return head + (f"Outcome: {hits} of {len(pilot)}{pending}: the gate fails. At this scale BN-DARTS does not reliably "
                        "reach its failure regime, so it cannot test whether SaBN prevents it; the study stops here "
                        "(no SaBN runs).\n")
-    out = head + f"Outcome: {hits} of {len(pilot)}: the gate holds; the sweep runs.\n"
+    out = head + f"Outcome: {hits} of {len(pilot)}{pending}: the gate holds; the sweep runs.\n"
     seeds = sorted(set(bn) & set(sabn))
     if len(seeds) < SWEEP_SEEDS:
         return out + f"Sweep: {len(seeds)} of the {SWEEP_SEEDS} paired seeds an arm are in; no outcome yet.\n"
