@@ -188,3 +188,16 @@ def test_nas_collapse_pilot_gate_and_sweep_outcomes():
     text = collapse_section("collapse", sweep)
     assert "SaBN 0 vs BN 6 of 6, one-sided Fisher p = 0.001" in text and "is supported" in text
     assert collapse_section("long_matched", sweep) == ""
+    part = {("collapse", "bn"): bn, ("collapse", "sabn"): [run(0, "skip-heavy", 0.2), run(1, "conv-rich", 0.2)]}
+    text = collapse_section("collapse", part)
+    assert "2 of the 6 paired seeds an arm are in (collapsed so far: SaBN 1 of 2, BN 2 of 2); no outcome yet" in text
+    assert "Fisher" not in text
+    # the collapse preset's Fisher test is stated for the full sweep: no p-value on its first seeds
+    from tasks.nas.report import cells_section
+    def cell(seed, cls):
+        r = run(seed, cls, 0.2)
+        r["metrics"]["arch_str"] = "|none~0|"
+        return r
+    for scale, fisher in (("collapse", False), ("long_matched", True)):
+        runs = {(scale, n): [cell(0, "skip-heavy"), cell(1, "mixed")] for n in ("bn", "sabn")}
+        assert ("Fisher's exact test" in cells_section(scale, runs)) == fisher

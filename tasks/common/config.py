@@ -135,7 +135,10 @@ class TrainerConfig:
     resume: bool = True              # continue from <run_dir>/checkpoints/last.pt when present
     allow_config_change: bool = False
     num_threads: int = checked(0, ge=0)  # torch threads on CPU (0: leave torch's default)
-    cpu_kernels: bool = False        # C++ channels_last backward of the SaBN family on CPU (compiled once)
+    # C++ CPU kernels of the SaBN family: true builds them when no build exists; false does NOT turn
+    # them off: a build on disk (make install makes one) is used unless SABN_CPU_KERNELS=0. The run
+    # records which path it took (cpu_kernels in provenance.json and in each segment).
+    cpu_kernels: bool = False
     progress: bool = True
     # Under DDP (torchrun): batch-norm statistics over all processes (sabn.convert_sync_norms), as
     # nn.SyncBatchNorm / BigGAN's cross-replica BN; false keeps them per process
