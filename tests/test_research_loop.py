@@ -34,7 +34,7 @@ def test_variant_names():
     assert long != variant_name(["experiment=gan/smoke"] + [f"task.key{i}=value{i}" for i in range(11)] + ["task.key11=x"])
 
 
-def test_lr_multirun_gets_two_run_dirs_and_a_rerun_trains_nothing(tmp_path):
+def test_lr_multirun_gets_two_run_dirs_and_a_rerun_trains_nothing(tmp_path, cifar10):
     args = ("-m", "experiment=adv/smoke", "task.lr=0.1,0.05", "trainer.seed=7")
     first = _train(*args, tmp=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -67,7 +67,7 @@ def _compare(*args):
     return module.main(list(args))
 
 
-def test_compare_runs_on_a_norm_sweep_gives_the_reports_paired_differences(tmp_path):
+def test_compare_runs_on_a_norm_sweep_gives_the_reports_paired_differences(tmp_path, cifar10):
     """Two norms x two seeds of adv smoke in one multirun; the table groups by norm, and --baseline
     norm=bn gives exactly make_tables.paired's numbers for the same runs' result files."""
     import importlib.util
@@ -100,7 +100,7 @@ def test_compare_runs_on_a_norm_sweep_gives_the_reports_paired_differences(tmp_p
     assert checked >= 1
 
 
-def test_compare_runs_one_row_per_lr_and_clear_errors(tmp_path):
+def test_compare_runs_one_row_per_lr_and_clear_errors(tmp_path, cifar10):
     done = _train("-m", "experiment=adv/smoke", "task.lr=0.1,0.05", "trainer.seed=3", tmp=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     text = _compare(str(tmp_path / "*"))
@@ -128,7 +128,7 @@ def test_config_mistakes_are_one_message_with_the_choices_and_exit_2(args, messa
         assert "gan/smoke" in choices and "gan/long" in choices
 
 
-def test_gan_samples_export_as_png_files_and_evaluate_help(tmp_path):
+def test_gan_samples_export_as_png_files_and_evaluate_help(tmp_path, cifar10):
     from PIL import Image
     done = _train("experiment=gan/smoke", "task.fid.enabled=false", "trainer.steps=2", tmp=tmp_path / "runs")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -164,7 +164,7 @@ def test_demo_prints_the_paired_studys_caveat_beside_its_table(tmp_path):
     assert "not evidence" in done.stdout and "SaAuxBN - AuxBN = +0.09 PGD-20 points (95 % CI [-0.38, +0.56]" in done.stdout
 
 
-def test_tensorboard_gets_hparams_with_the_arm_and_nas_alphas_and_genotype(tmp_path):
+def test_tensorboard_gets_hparams_with_the_arm_and_nas_alphas_and_genotype(tmp_path, cifar10):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
     env = {**os.environ, "SABN_OFFLINE": "1"}

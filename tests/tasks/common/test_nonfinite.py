@@ -13,7 +13,7 @@ import torch
 from tasks.common.checkpoint import load_checkpoint, save_checkpoint, tensor_digests
 from tasks.common.nonfinite import EXIT_CODE, first_nonfinite, sanitize
 from tasks.common.runner import _improved
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_data
 
 # Learning rates that overflow after the first step of each smoke preset.
 DIVERGE = {
@@ -25,6 +25,7 @@ DIVERGE = {
 
 
 def _train(task, run_dir, *extra):
+    require_data(task)
     env = {**os.environ, "SABN_OFFLINE": "1"}
     args = [sys.executable, "train.py", f"experiment={task}/smoke", f"paths.run_dir={run_dir}",
             f"paths.results_dir={run_dir}/results", "results.write=true", "logger.tensorboard=false",

@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_data
 
 
 def _train(run_dir, threads, fault=None):
+    require_data("adv")
     env = {**os.environ, "SABN_OFFLINE": "1"}
     env.pop("SABN_FAULT", None)
     if fault:

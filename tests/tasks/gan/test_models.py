@@ -106,7 +106,7 @@ def test_upsample2x_equals_interpolate_forward_and_backward(fmt):
 
 
 @pytest.mark.parametrize("model", ["sngan32", "biggan32"])
-def test_paired_init_gives_ccbn_and_sabn_arms_the_same_weights_and_noise(model, tmp_path):
+def test_paired_init_gives_ccbn_and_sabn_arms_the_same_weights_and_noise(model, tmp_path, cifar10):
     """task.paired_init: norm layers draw from streams of their own, so the arms of one seed share
     every non-norm weight and spectral-norm vector, and the global RNG (noise, labels) after the
     build; without it the SaBN arm's extra draws shift everything after its first norm layer."""

@@ -104,7 +104,7 @@ def test_balanced_generator_labels():
         assert counts.sum() == n and counts.max() - counts.min() <= 1
 
 
-def test_fid_disabled_trains_and_saves_sheets_without_building_inception(tmp_path, monkeypatch):
+def test_fid_disabled_trains_and_saves_sheets_without_building_inception(tmp_path, monkeypatch, cifar10):
     from tests.conftest import compose
     from tasks.common.runner import train
     from tasks.gan import task as gan_task
@@ -119,7 +119,7 @@ def test_fid_disabled_trains_and_saves_sheets_without_building_inception(tmp_pat
     assert sorted(p.name for p in (tmp_path / "samples").glob("*.png")) == ["step0000002.png"]
 
 
-def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch):
+def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, monkeypatch, cifar10):
     """No .item() and no label range check (torch.aminmax) inside a GAN step: on a GPU each is a sync."""
     import sabn.conditions
     from tests.conftest import compose
