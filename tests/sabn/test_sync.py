@@ -56,6 +56,9 @@ SCRIPT = textwrap.dedent("""
     dist.all_gather_object(gathered, out)
     if rank == 0:
         print("RESULT" + json.dumps(gathered))
+    # both ranks past every collective before either tears gloo down: without it one process could
+    # abort at exit ("terminate called without an active exception"), seen once in a fresh-clone CI run
+    dist.barrier()
     dist.destroy_process_group()
 """)
 
