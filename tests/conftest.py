@@ -44,16 +44,27 @@ def evaluate_cli():
     return script("evaluate.py")
 
 
+def style_root() -> Optional[Path]:
+    """The style_transfer/ folder on the data search path, or None."""
+    from tasks.common.data import data_search_path
+    return next((root / "style_transfer" for root in data_search_path()
+                 if (root / "style_transfer" / "content").is_dir()), None)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar10_test():
+    from tasks.common.data import load_dataset
+    return load_dataset("cifar10", "test")
+
+
 @functools.lru_cache(maxsize=None)
 def _missing_data(task: str) -> Optional[str]:
     """Why the data a task's smoke preset reads are not on the search path (None when they are)."""
-    from tasks.common.data import DataNotFoundError, data_search_path, load_dataset
+    from tasks.common.data import DataNotFoundError
     if task == "nst":
-        if any((root / "style_transfer" / "content").is_dir() for root in data_search_path()):
-            return None
-        return "style_transfer/ images are not on the data search path"
+        return None if style_root() else "style_transfer/ images are not on the data search path"
     try:
-        load_dataset("cifar10", "test")
+        _cifar10_test()
     except DataNotFoundError as error:
         return f"CIFAR-10 not found on the data search path: {str(error).splitlines()[0]}"
     return None
@@ -70,6 +81,5 @@ def require_data(task: str) -> None:
 @pytest.fixture(scope="session")
 def cifar10():
     """CIFAR-10 from the data search path; tests that need it skip when it is absent."""
-    from tasks.common.data import load_dataset
     require_data("cifar10")
-    return load_dataset("cifar10", "test")
+    return _cifar10_test()

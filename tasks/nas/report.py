@@ -92,16 +92,15 @@ def collapse_section(scale: str, runs) -> str:
                        "(no SaBN runs).\n")
     out = head + f"Outcome: {hits} of {len(pilot)}{pending}: the gate holds; the sweep runs.\n"
     seeds = sorted(set(bn) & set(sabn))
+    collapsed = {n: sum(arm[s].get("cell_class") in COLLAPSED for s in seeds) for n, arm in (("bn", bn), ("sabn", sabn))}
     if len(seeds) < SWEEP_SEEDS:
-        so_far = ("" if not seeds else " (collapsed so far: " + ", ".join(
-            f"{name} {sum(arm[s].get('cell_class') in COLLAPSED for s in seeds)} of {len(seeds)}"
-            for name, arm in (("SaBN", sabn), ("BN", bn))) + ")")
+        so_far = (f" (collapsed so far: SaBN {collapsed['sabn']} of {len(seeds)}, BN {collapsed['bn']} of {len(seeds)})"
+                  if seeds else "")
         return out + (f"Sweep: {len(seeds)} of the {SWEEP_SEEDS} paired seeds an arm are in{so_far}; no outcome yet: the "
                       "pre-stated tests wait for all of them, and the paired-difference table above describes the "
                       "seeds in so far, it is not the criterion.\n")
     from scipy.stats import fisher_exact
     from ..common.stats import exact_mann_whitney_p
-    collapsed = {n: sum(arm[s].get("cell_class") in COLLAPSED for s in seeds) for n, arm in (("bn", bn), ("sabn", sabn))}
     p_fisher = fisher_exact([[collapsed["sabn"], len(seeds) - collapsed["sabn"]],
                              [collapsed["bn"], len(seeds) - collapsed["bn"]]], alternative="less")[1]
     p_mw = exact_mann_whitney_p([sabn[s]["gt_test"] for s in seeds], [bn[s]["gt_test"] for s in seeds], True)

@@ -4,17 +4,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tasks.common.data import data_search_path
+from tests.conftest import require_data, style_root
 from tasks.nst.images import coral, list_images, read_image
 from tasks.nst.vgg import Encoder, vgg_layers
 
 
 @pytest.fixture(scope="module")
 def style_data():
-    for root in data_search_path():
-        if (root / "style_transfer" / "content").is_dir():
-            return root / "style_transfer"
-    pytest.skip("style_transfer/ images are not on the data search path")
+    require_data("nst")
+    return style_root()
 
 
 def test_default_encoder_is_gatys_normalised(style_data):
