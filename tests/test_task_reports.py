@@ -192,6 +192,12 @@ def test_nas_collapse_pilot_gate_and_sweep_outcomes():
     text = collapse_section("collapse", part)
     assert "2 of the 6 paired seeds an arm are in (collapsed so far: SaBN 1 of 2, BN 2 of 2); no outcome yet" in text
     assert "Fisher" not in text
+    # a bound for planning: SaBN 1 of 2 can still reach p < 0.05 if seeds 2-5 go its way; 3 of 3 cannot
+    assert "collapse-count test can still reach p < 0.05 (best case p = 0.008)" in text
+    late = {("collapse", "bn"): bn, ("collapse", "sabn"): [run(s, "skip-heavy", 0.2, 54.3) for s in range(3)]}
+    text = collapse_section("collapse", late)
+    assert "collapse-count test can no longer reach p < 0.05 (best case p = 0.091)" in text
+    assert "ground-truth test can still reach p < 0.05" in text
     # the collapse preset's Fisher test is stated for the full sweep: no p-value on its first seeds
     from tasks.nas.report import cells_section
     def cell(seed, cls):
