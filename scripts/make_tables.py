@@ -24,6 +24,20 @@ NORM_ORDER = list_norms()   # registration order: a baseline before its sandwich
 SANDWICH = tuple(n for n in NORM_ORDER if get_norm_spec(n).sandwich)   # the paper's arms, paired against the others
 
 
+def _hardware(runs, scale: str, norms) -> str:
+    """The machines that ran the table's runs; where there are several, which runs each one ran (a sweep
+    can span sessions on different CPU models, and timings compare only within one)."""
+    where: dict[str, list[str]] = {}
+    for n in norms:
+        for r in sorted(runs[(scale, n)], key=lambda r: r["seed"]):
+            hw = r["provenance"]["hardware"]
+            name = hw.get("gpu") or hw["cpu"]
+            where.setdefault(f"{name} ({hw['threads']} threads)", []).append(f"{n} seed {r['seed']}")
+    if len(where) == 1:
+        return next(iter(where))
+    return "; ".join(f"{machine}: {', '.join(which)}" for machine, which in where.items())
+
+
 def _digits(values) -> int:
     """Decimals for a metric whose values are ``values``: KID and losses below 1 need more."""
     return 4 if max(abs(v) for v in values) < 1 else 2
@@ -74,8 +88,7 @@ def table(task: str, scale: str, runs) -> str:
                       for c in [r["provenance"]["commit"], *(s["commit"] for s in r.get("segments", []) if "commit" in s)]})
     meta = [
         "", f"Scale: `{scale}`; seeds {seeds}; commits {commits}; total wall time "
-        f"{'at least ' if partial else ''}{wall / 60:.1f} min on "
-        f"{sample['provenance']['hardware']['cpu']} ({sample['provenance']['hardware']['threads']} threads)"
+        f"{'at least ' if partial else ''}{wall / 60:.1f} min on {_hardware(runs, scale, norms)}"
         + (f"; an undercount: {', '.join(partial)} resumed before runs kept per-segment history, and "
            "their files lack the wall time of the processes before that" if partial else "") + ".",
         f"Protocol: `{json.dumps(sample['protocol'], sort_keys=True)}`.",

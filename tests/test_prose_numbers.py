@@ -178,3 +178,24 @@ def test_statements_the_issue_found_false_now_match_the_numbers():
     assert "0.271 exact" in nas and "1 vs 1" in nas and "7 of 8" in nas
     for note in glob.glob(str(ROOT / "results/notes/*.md")):
         assert "not run yet" not in Path(note).read_text(), note
+
+
+def test_nas_bullet_states_where_the_collapse_sweep_stands_as_the_report_does():
+    """The README's collapse-sweep status (seeds in, collapse counts, each test's outcome or best case)
+    is the generated report's, so it cannot go stale when seeds land."""
+    table = (ROOT / "results/nas/table_collapse.md").read_text()
+    nas = " ".join(_results_bullets()["**NAS"].split())
+    sweep = re.search(r"Sweep: (\d+) of the (\d+) paired seeds an arm are in \(collapsed so far: SaBN (\d+) of \d+, "
+                      r"BN (\d+) of \d+\)", table)
+    if sweep is None:   # the sweep is complete: the report states the outcome, the README must quote its p-values
+        final = re.search(r"one-sided Fisher p = ([\d.]+).*Mann-Whitney \(exact\) p = ([\d.]+)", table)
+        assert final and final[1] in nas and final[2] in nas
+        return
+    seeds, sabn, bn = sweep[1], sweep[3], sweep[4]
+    assert f"has {seeds} paired seeds in and no outcome yet" in nas
+    if sabn == bn:
+        assert f"so far {sabn} of {seeds} collapsed cells in each arm" in nas
+    else:
+        assert f"SaBN {sabn} of {seeds}" in nas and f"BN {bn} of {seeds}" in nas
+    for best in re.findall(r"best case p = ([\d.]+)", table):
+        assert f"best case p = {best}" in nas

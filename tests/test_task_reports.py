@@ -207,3 +207,15 @@ def test_nas_collapse_pilot_gate_and_sweep_outcomes():
     for scale, fisher in (("collapse", False), ("long_matched", True)):
         runs = {(scale, n): [cell(0, "skip-heavy"), cell(1, "mixed")] for n in ("bn", "sabn")}
         assert ("Fisher's exact test" in cells_section(scale, runs)) == fisher
+
+
+def test_table_names_every_machine_of_a_sweep_that_spans_several():
+    mt = _make_tables()
+
+    def run(seed, cpu):
+        return {"seed": seed, "provenance": {"hardware": {"cpu": cpu, "gpu": None, "threads": 1}}}
+    one = {("s", "bn"): [run(1, "Intel"), run(0, "Intel")], ("s", "sabn"): [run(0, "Intel")]}
+    assert mt._hardware(one, "s", ["bn", "sabn"]) == "Intel (1 threads)"
+    two = {("s", "bn"): [run(2, "AMD"), run(0, "Intel")], ("s", "sabn"): [run(0, "Intel"), run(2, "AMD")]}
+    assert mt._hardware(two, "s", ["bn", "sabn"]) == ("Intel (1 threads): bn seed 0, sabn seed 0; "
+                                                       "AMD (1 threads): bn seed 2, sabn seed 2")
