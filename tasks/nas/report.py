@@ -12,6 +12,12 @@ DECISIVE_MARGIN = 0.05
 COLLAPSED = ("skip-heavy", "disconnected")
 
 
+def _fewer_collapses_p(sabn: int, n_sabn: int, bn: int, n_bn: int) -> float:
+    """One-sided Fisher's exact p that SaBN ends on a collapsed cell less often than BN."""
+    from scipy.stats import fisher_exact
+    return float(fisher_exact([[sabn, n_sabn - sabn], [bn, n_bn - bn]], alternative="less").pvalue)
+
+
 def _num(value):
     return value if isinstance(value, (int, float)) and value == value else None
 
@@ -55,10 +61,8 @@ def cells_section(scale: str, runs) -> str:
         lines.append(f"| {norm} | {c['runs']} | {c['decisive']} | {c['collapsed']} | {mean} |")
     # nas/collapse states its Fisher test for the full sweep only (collapse_section): no test on part of it
     if "bn" in counts and "sabn" in counts and scale != "collapse":
-        from scipy import stats
         b, v = counts["bn"], counts["sabn"]
-        table = [[v["collapsed"], v["runs"] - v["collapsed"]], [b["collapsed"], b["runs"] - b["collapsed"]]]
-        p = float(stats.fisher_exact(table, alternative="less").pvalue)
+        p = _fewer_collapses_p(v["collapsed"], v["runs"], b["collapsed"], b["runs"])
         lines += ["", f"Collapse counts, sabn {v['collapsed']}/{v['runs']} vs bn {b['collapsed']}/{b['runs']}: "
                   f"one-sided Fisher's exact test that SaBN collapses less often, p = {p:.3f}."]
     return "\n".join(lines) + "\n"
@@ -71,11 +75,9 @@ def _reach(collapsed: dict, sabn_gt: list, bn_gt: list) -> str:
     """Whether the seeds still to come can bring each pre-stated test below 0.05: its p in the case most
     favourable to SaBN (every remaining SaBN seed avoids collapse and beats every BN seed, every remaining
     BN seed collapses). A bound to plan compute by, not the criterion's outcome."""
-    from scipy.stats import fisher_exact
     from ..common.stats import exact_mann_whitney_p
     left = SWEEP_SEEDS - len(sabn_gt)
-    best_counts = fisher_exact([[collapsed["sabn"], SWEEP_SEEDS - collapsed["sabn"]],
-                                [collapsed["bn"] + left, SWEEP_SEEDS - collapsed["bn"] - left]], alternative="less")[1]
+    best_counts = _fewer_collapses_p(collapsed["sabn"], SWEEP_SEEDS, collapsed["bn"] + left, SWEEP_SEEDS)
     top, bottom = max(sabn_gt + bn_gt, default=0.0), min(sabn_gt + bn_gt, default=0.0)
     best_gt = exact_mann_whitney_p(sabn_gt + [top + 1 + i for i in range(left)],
                                    bn_gt + [bottom - 1 - i for i in range(left)], True)
@@ -111,8 +113,6 @@ def collapse_section(scale: str, runs) -> str:
     out = head + f"Outcome: {hits} of {len(pilot)}{pending}: the gate holds; the sweep runs.\n"
     seeds = sorted(set(bn) & set(sabn))
     collapsed = {n: sum(arm[s].get("cell_class") in COLLAPSED for s in seeds) for n, arm in (("bn", bn), ("sabn", sabn))}
-    from scipy.stats import fisher_exact
-    from ..common.stats import exact_mann_whitney_p
     if len(seeds) < SWEEP_SEEDS:
         so_far = (f" (collapsed so far: SaBN {collapsed['sabn']} of {len(seeds)}, BN {collapsed['bn']} of {len(seeds)})"
                   if seeds else "")
@@ -120,8 +120,8 @@ def collapse_section(scale: str, runs) -> str:
                       "pre-stated tests wait for all of them, and the paired-difference table above describes the "
                       "seeds in so far, it is not the criterion." + _reach(collapsed, [sabn[s]["gt_test"] for s in seeds],
                                                                         [bn[s]["gt_test"] for s in seeds]) + "\n")
-    p_fisher = fisher_exact([[collapsed["sabn"], len(seeds) - collapsed["sabn"]],
-                             [collapsed["bn"], len(seeds) - collapsed["bn"]]], alternative="less")[1]
+    from ..common.stats import exact_mann_whitney_p
+    p_fisher = _fewer_collapses_p(collapsed["sabn"], len(seeds), collapsed["bn"], len(seeds))
     p_mw = exact_mann_whitney_p([sabn[s]["gt_test"] for s in seeds], [bn[s]["gt_test"] for s in seeds], True)
     verdict = "supported" if p_fisher < 0.05 else "not supported"
     return out + (f"Sweep on {len(seeds)} paired seeds: collapsed cells SaBN {collapsed['sabn']} vs BN "
