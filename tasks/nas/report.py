@@ -43,7 +43,9 @@ def cells_section(scale: str, runs) -> str:
                 c["decisive_acc"].append(m["gt_test"])
             fmt = lambda v: "n/a" if _num(v) is None else f"{v:.2f}"  # noqa: E731
             cell = m["arch_str"].replace("|", "\\|")   # a pipe inside a table cell must be escaped, even in code
-            rows.append(f"| {norm} | {run['seed']} | `{cell}` | {m['cell_class']} | {m['min_margin']:.4f} | "
+            free = m.get("params_free_ops")   # descriptive: a cell of none + skip is all parameter-free yet "mixed"
+            rows.append(f"| {norm} | {run['seed']} | `{cell}` | {m['cell_class']} | "
+                        f"{'n/a' if _num(free) is None else int(free)} | {m['min_margin']:.4f} | "
                         f"{'decisive' if decisive else 'tie'} | {fmt(m.get('gt_test'))} | "
                         f"{fmt(m.get('transfer_gt_cifar100'))} | {fmt(m.get('transfer_gt_imagenet16'))} |")
     if not rows:
@@ -51,8 +53,9 @@ def cells_section(scale: str, runs) -> str:
     lines = ["", f"Final cells (decisive: every edge's winning margin in softmax(alpha) >= {DECISIVE_MARGIN}, fixed "
              "before the runs; CIFAR-100 and ImageNet16-120 columns are the same cell trained there, a transfer "
              "check, not searched there):", "",
-             "| norm | seed | cell | class | min margin | argmax | C10 test | C100 (transfer) | IN16 (transfer) |",
-             "|---|---|---|---|---|---|---|---|---|", *rows, "",
+             "| norm | seed | cell | class | parameter-free ops (of 6) | min margin | argmax | C10 test | C100 (transfer) "
+             "| IN16 (transfer) |",
+             "|---|---|---|---|---|---|---|---|---|---|", *rows, "",
              "| norm | runs | decisive | collapsed (skip-heavy or disconnected) | C10 test of decisive cells |",
              "|---|---|---|---|---|"]
     for norm, c in counts.items():

@@ -53,3 +53,8 @@ def test_cells_section_classifies_by_the_fixed_margin_and_counts_collapses():
     assert "| bn | 4 | 3 | 3 | 54.30 (n=3) |" in text and "| sabn | 4 | 4 | 0 | 93.50 (n=4) |" in text
     assert "sabn 0/4 vs bn 3/4" in text and "p = 0.071" in text   # Fisher's exact, one-sided
     assert report.cells_section("cpu", runs) == ""
+    # the parameter-free count is descriptive beside the pre-stated class: "n/a" where a run did not record it
+    assert all("| n/a | " in line for line in rows if "`" in line)
+    runs[("long", "sabn")][0]["metrics"]["params_free_ops"] = 6.0
+    row = next(line for line in report.cells_section("long", runs).splitlines() if line.startswith("| sabn | 0 |"))
+    assert "| conv-rich | 6 | 0.1000 |" in row
