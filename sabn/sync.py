@@ -2,12 +2,14 @@
 
 Under data parallelism a batch norm's training statistics otherwise depend on the per-process batch.
 :func:`convert_sync_norms` makes every layer compute them over the whole process group: per-channel
-sums are all-reduced with ``torch.distributed.nn.functional.all_reduce``, which is differentiable (its
-backward all-reduces the gradients), so input and parameter gradients are those of one process on the
-concatenated batch, double backward included. Running statistics use the global count (unbiased
-variance as ``nn.BatchNorm2d``). On CUDA, plain BN layers keep torch's fused ``nn.SyncBatchNorm``
-kernels; elsewhere (gloo on CPU, which torch's layer refuses) the same all-reduce path runs. Outside a
-process group, or in evaluation, every layer is exactly its unsynchronized self.
+sums are all-reduced with torch's differentiable functional all-reduce (its backward all-reduces the
+gradients; ``torch.distributed.nn.functional.all_reduce`` on torch versions without one), so input and
+parameter gradients are those of one process on the concatenated batch, double backward included.
+Running statistics use the global count (unbiased variance as ``nn.BatchNorm2d``). The functional op
+is traceable: a compiled model keeps its synchronized layers in one graph (``fullgraph=True`` works).
+On CUDA, plain BN layers keep torch's fused ``nn.SyncBatchNorm`` kernels; elsewhere (gloo on CPU, which
+torch's layer refuses) the same all-reduce path runs. Outside a process group, or in evaluation, every
+layer is exactly its unsynchronized self.
 """
 from __future__ import annotations
 
@@ -28,7 +30,31 @@ def _group_size(group: Optional[Any]) -> int:
     return dist.get_world_size(group)
 
 
+def _functional_all_reduce_is_differentiable() -> bool:
+    """True where torch registers autograd for its functional all-reduce (recent torch): that op is
+    traceable, so compiled models keep the synchronized layers in one graph (``fullgraph=True``)."""
+    try:
+        import torch.distributed._functional_collectives  # noqa: F401  (registers the autograd kernels)
+        return all(torch._C._dispatch_has_kernel_for_dispatch_key(f"_c10d_functional::{op}", "Autograd")
+                   for op in ("all_reduce", "wait_tensor"))
+    except (AttributeError, ImportError, RuntimeError):
+        return False
+
+
+# decided once, eagerly (convert_sync_norms): a dispatcher query cannot be traced by torch.compile
+_FUNCTIONAL_ALL_REDUCE: Optional[bool] = None
+
+
 def _all_reduce(t: Tensor, group: Optional[Any]) -> Tensor:
+    """Differentiable sum over ``group`` (its backward all-reduces the gradient)."""
+    global _FUNCTIONAL_ALL_REDUCE
+    if _FUNCTIONAL_ALL_REDUCE is None:
+        _FUNCTIONAL_ALL_REDUCE = _functional_all_reduce_is_differentiable()
+    group = dist.group.WORLD if group is None else group
+    if _FUNCTIONAL_ALL_REDUCE:
+        ops = torch.ops._c10d_functional
+        return ops.wait_tensor(ops.all_reduce(t.contiguous(), "sum", group.group_name))
+    # older torch: the autograd Function API, which torch.compile cannot trace (a graph break)
     from torch.distributed.nn.functional import all_reduce
     return all_reduce(t, group=group)
 
@@ -47,10 +73,11 @@ def sync_normalize(x: Tensor, group: Optional[Any], eps: float, running_mean: Op
     centred = x4 - mean.reshape(shape)
     var = _all_reduce(centred.pow(2).sum(dims), group) / count.clamp_min(1)
     if running_mean is not None:
-        n = float(count)
+        # the unbiased factor stays a tensor: no host sync, and no graph break under torch.compile
+        unbiased = count / (count - 1).clamp_min(1)
         with torch.no_grad():
             running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
-            running_var.lerp_((var.detach() * (n / max(n - 1, 1))).to(running_var.dtype), momentum)
+            running_var.lerp_((var.detach() * unbiased).to(running_var.dtype), momentum)
     return (centred * torch.rsqrt(var + eps).reshape(shape)).to(x.dtype)
 
 
@@ -137,6 +164,8 @@ def convert_sync_norms(module: nn.Module, process_group: Optional[Any] = None) -
     ``nn.SyncBatchNorm.convert_sync_batchnorm``. ``bn`` layers become :class:`SyncBatchNorm2d`; ccbn,
     sabn, split_sabn, auxbn and saauxbn layers a synchronized subclass of their own class. AdaIN layers
     (instance statistics) need no synchronization and are left alone."""
+    global _FUNCTIONAL_ALL_REDUCE
+    _FUNCTIONAL_ALL_REDUCE = _functional_all_reduce_is_differentiable()
     if _is_plain_bn(module):
         return _sync_bn(module, process_group)
     if isinstance(module, ConditionalBatchNorm2d):

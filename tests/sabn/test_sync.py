@@ -2,15 +2,19 @@
 by ``sabn.convert_sync_norms`` gives the outputs, input gradients, parameter gradients (summed over the
 processes, as DDP's all-reduce does up to its 1/world mean) and running statistics of one process on
 the concatenated batch, in float64, NCHW and channels_last, training; and unsynchronized layers do not
-(the check can fail)."""
+(the check can fail). Double backward (a gradient penalty) through the all-reduces is that of the whole
+batch too, and with torch's differentiable functional all-reduce a synchronized layer compiles in one
+graph (``fullgraph=True``) and matches eager."""
 import json
 import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import ROOT
 
-SCRIPT = textwrap.dedent("""
+SETUP = textwrap.dedent("""
     import copy, json, sys, torch, torch.distributed as dist, sabn
     rank = int(sys.argv[2])
     dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=rank, world_size=2)
@@ -21,6 +25,9 @@ SCRIPT = textwrap.dedent("""
     g_full = torch.randn(N, 4, 5, 5, dtype=torch.double)
     labels = torch.arange(N) % 3
     mine = slice(rank * N // 2, (rank + 1) * N // 2)
+""")
+
+SCRIPT = SETUP + textwrap.dedent("""
     out = {}
     for name in ("bn", "ccbn", "sabn", "split_sabn", "auxbn", "saauxbn"):
         for layout in (torch.contiguous_format, torch.channels_last):
@@ -67,15 +74,21 @@ SCRIPT = textwrap.dedent("""
     dist.destroy_process_group()
 """)
 
+TEARDOWN = SCRIPT[SCRIPT.index("# both ranks past every collective"):]
 
-def test_convert_sync_norms_equals_one_process_on_the_whole_batch(tmp_path):
+
+def _run_two_ranks(script: str, tmp_path) -> list:
+    """Run ``script`` as ranks 0 and 1 of a gloo group; the per-rank dicts rank 0 printed after RESULT."""
     init = tmp_path / "rendezvous"
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(init), str(rank)], cwd=ROOT,
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(init), str(rank)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
-    ranks = json.loads(outs[0][0].split("RESULT", 1)[1])
-    for results in ranks:
+    return json.loads(outs[0][0].split("RESULT", 1)[1])
+
+
+def test_convert_sync_norms_equals_one_process_on_the_whole_batch(tmp_path):
+    for results in _run_two_ranks(SCRIPT, tmp_path):
         for key, diffs in results.items():
             if key.endswith("_class"):
                 continue
@@ -85,3 +98,74 @@ def test_convert_sync_norms_equals_one_process_on_the_whole_batch(tmp_path):
                 assert results[key + "_class"].startswith("Sync"), results[key + "_class"]
             else:   # per-process statistics: the comparison can fail, and does
                 assert diffs["output"] > 1e-3, (key, diffs)
+
+
+PENALTY_AND_COMPILE = SETUP + textwrap.dedent("""
+    from sabn.sync import _functional_all_reduce_is_differentiable
+
+    def penalty(layer, x, cond):
+        # R1-style: the input gradient's squared norm, differentiated again w.r.t. the parameters
+        x = x.clone().requires_grad_(True)
+        y = layer(x, cond)
+        (gx,) = torch.autograd.grad((y * y.detach().sin()).sum(), x, create_graph=True)
+        gx.square().sum().backward()
+        return y, x
+
+    out = {"functional": _functional_all_reduce_is_differentiable()}
+    for name in ("bn", "sabn"):
+        torch.manual_seed(1)
+        kw = {} if name == "bn" else {"num_conditions": 3}
+        ref = sabn.build_norm(name, 4, **kw).double().train()
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        single, layer = copy.deepcopy(ref), sabn.convert_sync_norms(copy.deepcopy(ref))
+        penalty(single, x_full, labels)
+        penalty(layer, x_full[mine], labels[mine])
+        worst, scale = 0.0, 0.0
+        for p, q in zip(layer.parameters(), single.parameters()):
+            # biases do not reach the input gradient: no grad on either side (zeros on both, checked)
+            grad = torch.zeros_like(p) if p.grad is None else p.grad.clone()
+            dist.all_reduce(grad)
+            want = torch.zeros_like(q) if q.grad is None else q.grad
+            worst, scale = max(worst, float((grad - want).abs().max())), max(scale, float(want.abs().max()))
+        out[name + "_penalty_grad"], out[name + "_penalty_grad_scale"] = worst, scale
+        if out["functional"]:
+            torch._dynamo.reset()
+            eager = sabn.convert_sync_norms(copy.deepcopy(ref))
+            compiled = torch.compile(sabn.convert_sync_norms(copy.deepcopy(ref)), fullgraph=True,
+                                     backend="aot_eager")
+            diffs = []
+            for module in (eager, compiled):
+                x = x_full[mine].clone().requires_grad_(True)
+                y = module(x, labels[mine])
+                (gx,) = torch.autograd.grad((y * y.detach().cos()).sum(), x)
+                diffs.append((y, gx, module.running_var if hasattr(module, "running_var")
+                              else module._orig_mod.running_var))
+            out[name + "_compiled"] = max(float((a - b).abs().max()) for a, b in zip(*diffs))
+    gathered = [None, None]
+    dist.all_gather_object(gathered, out)
+    if rank == 0:
+        print("RESULT" + json.dumps(gathered))
+""") + TEARDOWN
+
+
+@pytest.fixture(scope="module")
+def penalty_and_compile(tmp_path_factory) -> list:
+    return _run_two_ranks(PENALTY_AND_COMPILE, tmp_path_factory.mktemp("sync"))
+
+
+def test_sync_double_backward_equals_one_process_on_the_whole_batch(penalty_and_compile):
+    for results in penalty_and_compile:
+        for name in ("bn", "sabn"):
+            assert results[name + "_penalty_grad_scale"] > 1e-3, results   # the penalty has a gradient
+            assert results[name + "_penalty_grad"] < 1e-10, results
+
+
+def test_synced_layers_compile_fullgraph_and_match_eager(penalty_and_compile):
+    if not penalty_and_compile[0]["functional"]:
+        pytest.skip("this torch has no differentiable functional all-reduce: compiling synchronized "
+                    "layers graph-breaks at each all-reduce, so fullgraph=True is not checked")
+    for results in penalty_and_compile:
+        for name in ("bn", "sabn"):
+            assert results[name + "_compiled"] < 1e-12, results
