@@ -41,15 +41,19 @@ def _functional_all_reduce_is_differentiable() -> bool:
         return False
 
 
-# decided once, eagerly (convert_sync_norms): a dispatcher query cannot be traced by torch.compile
+# decided eagerly, when a synchronized layer is made (a dispatcher query cannot be traced by torch.compile)
 _FUNCTIONAL_ALL_REDUCE: Optional[bool] = None
+
+
+def _decide_all_reduce() -> None:
+    global _FUNCTIONAL_ALL_REDUCE
+    if _FUNCTIONAL_ALL_REDUCE is None:
+        _FUNCTIONAL_ALL_REDUCE = _functional_all_reduce_is_differentiable()
 
 
 def _all_reduce(t: Tensor, group: Optional[Any]) -> Tensor:
     """Differentiable sum over ``group`` (its backward all-reduces the gradient)."""
-    global _FUNCTIONAL_ALL_REDUCE
-    if _FUNCTIONAL_ALL_REDUCE is None:
-        _FUNCTIONAL_ALL_REDUCE = _functional_all_reduce_is_differentiable()
+    _decide_all_reduce()
     group = dist.group.WORLD if group is None else group
     if _FUNCTIONAL_ALL_REDUCE:
         ops = torch.ops._c10d_functional
@@ -84,6 +88,10 @@ def sync_normalize(x: Tensor, group: Optional[Any], eps: float, running_mean: Op
 class SyncBatchNorm2d(nn.SyncBatchNorm):
     """``nn.SyncBatchNorm`` that takes (and ignores) a condition like every norm of the family, and also
     synchronizes on CPU / gloo (torch's layer needs a GPU there)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _decide_all_reduce()
 
     def forward(self, x: Tensor, condition: Any = None) -> Tensor:  # noqa: D102
         if x.device.type == "cuda" or not (self.training and _group_size(self.process_group) > 1):
@@ -164,8 +172,7 @@ def convert_sync_norms(module: nn.Module, process_group: Optional[Any] = None) -
     ``nn.SyncBatchNorm.convert_sync_batchnorm``. ``bn`` layers become :class:`SyncBatchNorm2d`; ccbn,
     sabn, split_sabn, auxbn and saauxbn layers a synchronized subclass of their own class. AdaIN layers
     (instance statistics) need no synchronization and are left alone."""
-    global _FUNCTIONAL_ALL_REDUCE
-    _FUNCTIONAL_ALL_REDUCE = _functional_all_reduce_is_differentiable()
+    _decide_all_reduce()
     if _is_plain_bn(module):
         return _sync_bn(module, process_group)
     if isinstance(module, ConditionalBatchNorm2d):
