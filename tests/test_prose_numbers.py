@@ -190,6 +190,15 @@ def test_nas_bullet_states_where_the_collapse_sweep_stands_as_the_report_does():
     if sweep is None:   # the sweep is complete: the report states the outcome, the README must quote its p-values
         final = re.search(r"one-sided Fisher p = ([\d.]+).*Mann-Whitney \(exact\) p = ([\d.]+)", table)
         assert final and final[1] in nas and final[2] in nas
+        counts = re.search(r"collapsed cells SaBN (\d+) vs BN (\d+) of (\d+)", table)
+        if counts[1] == counts[2]:
+            assert f"{counts[1]} of {counts[3]} final cells collapse" in nas and "in each arm" in nas
+        else:
+            assert f"SaBN {counts[1]} of {counts[3]}" in nas and f"BN {counts[2]} of {counts[3]}" in nas
+        supported = re.findall(r"is (not supported|supported) at alpha", table)
+        assert len(supported) == 2
+        if "supported" not in supported:   # neither test supports the claim: the prose must not say otherwise
+            assert "neither pre-stated test supports the claim" in nas and "does not prevent" in nas
         return
     seeds, sabn, bn = sweep[1], sweep[3], sweep[4]
     assert f"has {seeds} paired seeds in and no outcome yet" in nas

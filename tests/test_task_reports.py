@@ -186,7 +186,12 @@ def test_nas_collapse_pilot_gate_and_sweep_outcomes():
     assert "0 of the 6 paired seeds" in collapse_section("collapse", holds)
     sweep = {("collapse", "bn"): bn, ("collapse", "sabn"): [run(s, "conv-rich", 0.2, 93.0) for s in range(6)]}
     text = collapse_section("collapse", sweep)
-    assert "SaBN 0 vs BN 6 of 6, one-sided Fisher p = 0.001" in text and "is supported" in text
+    assert "SaBN 0 vs BN 6 of 6, one-sided Fisher p = 0.001: 'SaBN collapses less' is supported" in text
+    assert "Mann-Whitney (exact) p = 0.001 (a tie counts one half in U): 'SaBN's cells score higher' is supported" in text
+    mixed = {("collapse", "bn"): bn, ("collapse", "sabn"): [run(s, "skip-heavy", 0.2, 93.0 if s else 50.0) for s in range(6)]}
+    text = collapse_section("collapse", mixed)   # equal counts; ground truth ahead in 5 of 6 seeds, not all
+    assert "SaBN 6 vs BN 6 of 6, one-sided Fisher p = 1.000: 'SaBN collapses less' is not supported" in text
+    assert "Mann-Whitney (exact) p = 0.008 (a tie counts one half in U): 'SaBN's cells score higher' is supported" in text
     assert collapse_section("long_matched", sweep) == ""
     part = {("collapse", "bn"): bn, ("collapse", "sabn"): [run(0, "skip-heavy", 0.2), run(1, "conv-rich", 0.2)]}
     text = collapse_section("collapse", part)

@@ -126,10 +126,13 @@ def collapse_section(scale: str, runs) -> str:
     from ..common.stats import exact_mann_whitney_p
     p_fisher = _fewer_collapses_p(collapsed["sabn"], len(seeds), collapsed["bn"], len(seeds))
     p_mw = exact_mann_whitney_p([sabn[s]["gt_test"] for s in seeds], [bn[s]["gt_test"] for s in seeds], True)
-    verdict = "supported" if p_fisher < 0.05 else "not supported"
+    def verdict(p: float) -> str:
+        return "supported" if p < 0.05 else "not supported"
     return out + (f"Sweep on {len(seeds)} paired seeds: collapsed cells SaBN {collapsed['sabn']} vs BN "
                   f"{collapsed['bn']} of {len(seeds)}, one-sided Fisher p = {p_fisher:.3f}: 'SaBN collapses less' is "
-                  f"{verdict}; CIFAR-10 ground truth SaBN vs BN, one-sided Mann-Whitney (exact) p = {p_mw:.3f}.\n")
+                  f"{verdict(p_fisher)} at alpha = 0.05; CIFAR-10 ground truth SaBN vs BN, one-sided Mann-Whitney "
+                  f"(exact) p = {p_mw:.3f} (a tie counts one half in U): 'SaBN's cells score higher' is "
+                  f"{verdict(p_mw)} at alpha = 0.05.\n")
 
 
 def _history(value):
