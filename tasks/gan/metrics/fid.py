@@ -52,8 +52,7 @@ def frechet_distance(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], sqrtm: 
     fallback for singular products); ``"newton_schulz"``: 50 Newton-Schulz iterations in float32, the
     matrix square root of the official GAN code's torch FID."""
     if sqrtm == "scipy":
-        from pytorch_fid.fid_score import calculate_frechet_distance
-        return float(calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"]))
+        return _frechet_scipy(a["mu"], a["sigma"], b["mu"], b["sigma"])
     if sqrtm != "newton_schulz":
         raise ValueError(f"unknown matrix square root '{sqrtm}'; use one of {SQRTM}")
     mu1, mu2 = torch.from_numpy(np.asarray(a["mu"])).float(), torch.from_numpy(np.asarray(b["mu"])).float()
@@ -61,6 +60,36 @@ def frechet_distance(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray], sqrtm: 
     covmean = sqrtm_newton_schulz(s1 @ s2, 50)
     diff = mu1 - mu2
     return float(diff.dot(diff) + torch.trace(s1) + torch.trace(s2) - 2 * torch.trace(covmean))
+
+
+def _frechet_scipy(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                   eps: float = 1e-6) -> float:
+    """pytorch-fid 0.3's Frechet distance, value for value: scipy's sqrtm of sigma1 sigma2; if that is not
+    finite, eps on both diagonals; an imaginary part on the diagonal above 1e-3 is an error, a smaller
+    one is dropped. Reimplemented because pytorch-fid passes sqrtm's ``disp``, which SciPy deprecates
+    and removes in 1.18 (a TypeError there), and its ``disp=False`` also costs a D x D product."""
+    from scipy import linalg
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError(f"FID of statistics of different dimensions: mu {mu1.shape} vs {mu2.shape}, sigma "
+                         f"{sigma1.shape} vs {sigma2.shape}; both sides need features of the same network layer")
+    diff = mu1 - mu2
+    with warnings.catch_warnings():   # a singular product is handled below, as pytorch-fid does
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1.dot(sigma2))
+        if not np.isfinite(covmean).all():
+            warnings.warn(f"FID: the covariance product is singular; adding {eps} to the diagonals "
+                          "(pytorch-fid's fallback)", stacklevel=3)
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"FID: the matrix square root has an imaginary component up to "
+                             f"{np.max(np.abs(covmean.imag)):.3g}; the covariances are not valid (too few "
+                             "samples or non-finite features)")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 def sqrtm_newton_schulz(matrix: Tensor, iterations: int = 50) -> Tensor:

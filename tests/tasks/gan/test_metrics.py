@@ -27,6 +27,52 @@ def test_fid_of_two_gaussians_matches_closed_form():
     assert m.frechet_distance(a, b) == pytest.approx(2.0 + 8.0, rel=1e-9)
 
 
+def _pytorch_fid(a, b):
+    from pytorch_fid.fid_score import calculate_frechet_distance
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(calculate_frechet_distance(a["mu"], a["sigma"], b["mu"], b["sigma"]))
+    except TypeError as error:   # SciPy >= 1.18 removed sqrtm's disp, which pytorch-fid 0.3 passes
+        pytest.skip(f"pytorch-fid cannot run on this SciPy ({error}); nothing to compare with")
+
+
+@pytest.mark.parametrize("n", [200, 9], ids=["full-rank", "rank-deficient"])
+def test_fid_equals_pytorch_fid_value_for_value_without_its_deprecated_scipy_call(n):
+    """Our scipy path is pytorch-fid's computation (the FID every paper reports), bit for bit, but it
+    must not pass sqrtm's deprecated ``disp`` (a TypeError from SciPy 1.18)."""
+    a = m.statistics(_gauss(n, 16, 0.0, 1.0, 0), warn=False)
+    b = m.statistics(_gauss(n, 16, 0.3, 1.5, 1), warn=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        ours = m.frechet_distance(a, b)
+    assert ours == _pytorch_fid(a, b) and ours > 0
+
+
+def test_fid_singular_product_fallback_equals_pytorch_fid(monkeypatch):
+    """Where sqrtm of sigma1 sigma2 is not finite, both add eps to the diagonals and retry."""
+    from scipy import linalg
+    real, calls = linalg.sqrtm, []
+
+    def first_call_not_finite(matrix, **kwargs):
+        calls.append(1)
+        out = real(matrix) * (np.nan if len(calls) % 2 else 1.0)
+        return (out, 0.0) if "disp" in kwargs else out
+    monkeypatch.setattr(linalg, "sqrtm", first_call_not_finite)
+    a = m.statistics(_gauss(200, 8, 0.0, 1.0, 0), warn=False)
+    b = m.statistics(_gauss(200, 8, 0.5, 1.0, 1), warn=False)
+    with pytest.warns(UserWarning, match="singular"):
+        ours = m.frechet_distance(a, b)
+    assert len(calls) == 2 and np.isfinite(ours) and ours == _pytorch_fid(a, b)
+
+
+def test_fid_of_statistics_of_different_dimensions_names_both():
+    a = m.statistics(_gauss(100, 8, 0, 1, 0), warn=False)
+    b = m.statistics(_gauss(100, 4, 0, 1, 0), warn=False)
+    with pytest.raises(ValueError, match=r"different dimensions: mu \(8,\) vs \(4,\)"):
+        m.frechet_distance(a, b)
+
+
 def test_statistics_warn_below_feature_dimension():
     with pytest.warns(UserWarning, match="biased"):
         m.statistics(_gauss(10, 32, 0, 1, 0))
